@@ -1,0 +1,45 @@
+# offer-ranker: `make demo` runs the whole pipeline on simulated data, `make test` runs the tests.
+# Both create .venv and install the pinned dependencies (requirements.lock) with uv.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+RUN ?= runs/demo
+
+export BENTOML_DO_NOT_TRACK := True
+export BENTOML_HOME := $(CURDIR)/.bentoml
+
+.PHONY: install demo test test-all bench lock clean
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+
+# Reinstall when the lock file or the package metadata change.
+$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/uv
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/offer-ranker quickstart --out $(RUN)
+
+test: install
+	$(BIN)/python -m pytest
+
+test-all: install
+	$(BIN)/python -m pytest -m ''
+
+bench: install
+	$(BIN)/python benchmarks/bench_simulate.py
+	$(BIN)/python benchmarks/bench_ingest.py
+
+# Re-pin every dependency (runtime and dev) for Python 3.11 on Linux.
+lock: | $(BIN)/uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+		--python-platform x86_64-unknown-linux-gnu --quiet -o requirements.lock
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis .bentoml

@@ -1,0 +1,3 @@
+from offer_ranker.cli import main
+
+main()

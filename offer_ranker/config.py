@@ -1,0 +1,100 @@
+"""One strict configuration model, filled from an optional TOML file and CLI flags.
+
+Every section forbids unknown keys, and every error quotes the offending value::
+
+    simulate.users: Input should be greater than or equal to 10, got 3
+
+Precedence: defaults < config file < command-line flags.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from offer_ranker.errors import OfferRankerError
+
+
+class ConfigError(OfferRankerError, ValueError):
+    """A configuration value is invalid; the message names the field and quotes the value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SimulateConfig(_Strict):
+    """The built-in marketplace simulator (see ``offer_ranker.simulate``)."""
+
+    users: int = Field(20_000, ge=10, le=50_000_000, description="distinct users over the period")
+    offers: int = Field(400, ge=40, le=1_000_000, description="distinct offers over the period")
+    days: int = Field(14, ge=2, le=366, description="length of the logged period in days")
+    seed: int = Field(0, ge=0, description="random seed; the same seed gives identical files")
+    partners: int = Field(30, ge=20, le=40)
+    categories: int = Field(12, ge=10, le=15)
+    uniform_share: float = Field(
+        0.1, ge=0.0, le=1.0, description="share of requests whose order is uniformly shuffled"
+    )
+    start: datetime = Field(datetime(2026, 1, 5), description="first day of the period (UTC)")
+
+    @field_validator("start")
+    @classmethod
+    def _naive_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is not None:
+            raise ValueError(f"must be a naive UTC timestamp, got {value.isoformat()}")
+        return value
+
+
+class IngestConfig(_Strict):
+    """Raw-log ingestion (see ``offer_ranker.ingest`` and ``sql/ingest/``)."""
+
+    csv_nulls: tuple[str, ...] = Field(
+        ("", "NULL", "NA"), description="CSV tokens read as NULL"
+    )
+    compression: str = Field("zstd", pattern="^(zstd|snappy|uncompressed)$")
+
+
+class Config(_Strict):
+    simulate: SimulateConfig = SimulateConfig()
+    ingest: IngestConfig = IngestConfig()
+
+
+def load_config(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Build the config from defaults, an optional TOML file and per-section overrides.
+
+    ``overrides`` maps a section to the values given on the command line; ``None`` values
+    (flags not given) are ignored so they never mask the file.
+    """
+    data: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for section, values in (overrides or {}).items():
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            data.setdefault(section, {}).update(given)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        where = f" in {path}" if path is not None else ""
+        raise ConfigError(f"invalid configuration{where}:\n" + format_errors(exc)) from None
+
+
+def format_errors(exc: ValidationError) -> str:
+    """One line per error: ``section.field: message, got <value>``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "config"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (check the spelling)"
+        lines.append(f"  {loc}: {msg}, got {err['input']!r}")
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+-- Impressions: check every row against the contract and the offers catalogue, then keep the
+-- first row per (request_id, offer_id). Produces checked_impressions and clean_impressions.
+-- The offer check applies only when an offers table was given ({{ check_offers }}); an
+-- impression of a user missing from a given users table is kept and flagged.
+CREATE OR REPLACE TEMP TABLE checked_impressions AS
+SELECT
+    r._row,
+    id_text(r.request_id) AS request_id,
+    {{ parse_ts }}(r.ts) AS ts,
+    id_text(r.user_id) AS user_id,
+    id_text(r.offer_id) AS offer_id,
+    TRY_CAST(num(r.position) AS INTEGER) AS position,
+    CAST(r.surface AS VARCHAR) AS surface,
+    CAST(r.device AS VARCHAR) AS device,
+    CAST(r.country AS VARCHAR) AS country,
+    num(r.propensity) AS propensity,
+    CAST(r.policy AS VARCHAR) AS policy,
+    CAST(r.arm AS VARCHAR) AS arm,
+    CASE
+        WHEN id_text(r.request_id) IS NULL THEN 'null_request_id'
+        WHEN id_text(r.user_id) IS NULL THEN 'null_user_id'
+        WHEN id_text(r.offer_id) IS NULL THEN 'null_offer_id'
+        WHEN {{ parse_ts }}(r.ts) IS NULL THEN 'bad_ts'
+        WHEN num(r.position) IS NULL OR num(r.position) < 1 OR num(r.position) > 10000
+             OR num(r.position) != floor(num(r.position)) THEN 'bad_position'
+        WHEN bad_num(r.propensity) OR num(r.propensity) <= 0 OR num(r.propensity) > 1
+            THEN 'bad_propensity'
+        WHEN {{ check_offers }} AND o.offer_id IS NULL THEN 'unknown_offer'
+    END AS _reason,
+    {{ check_users }} AND u.user_id IS NULL AS _flag_unknown_user,
+    r.* EXCLUDE (_row, request_id, ts, user_id, offer_id, position, surface, device, country,
+                 propensity, policy, arm)
+FROM {{ view }} AS r
+LEFT JOIN (SELECT offer_id FROM clean_offers) AS o ON o.offer_id = id_text(r.offer_id)
+LEFT JOIN (SELECT user_id FROM clean_users) AS u ON u.user_id = id_text(r.user_id);
+
+CREATE OR REPLACE TEMP TABLE clean_impressions AS
+SELECT * EXCLUDE (_reason)
+FROM checked_impressions
+WHERE _reason IS NULL
+QUALIFY row_number() OVER (PARTITION BY request_id, offer_id ORDER BY _row) = 1;
+
+CREATE OR REPLACE TEMP VIEW flags_impressions AS
+SELECT 'unknown_user' AS flag, count(*) FILTER (WHERE _flag_unknown_user) AS n FROM clean_impressions;
