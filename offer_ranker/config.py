@@ -55,7 +55,10 @@ class IngestConfig(_Strict):
     csv_nulls: tuple[str, ...] = Field(
         ("", "NULL", "NA"), description="CSV tokens read as NULL"
     )
-    compression: str = Field("zstd", pattern="^(zstd|snappy|uncompressed)$")
+    compression: str = Field(
+        "snappy", pattern="^(zstd|snappy|uncompressed)$",
+        description="Parquet compression of outputs (snappy writes about 2x faster than zstd)",
+    )
 
 
 class Config(_Strict):

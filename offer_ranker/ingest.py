@@ -96,11 +96,11 @@ def ingest(
     started = time.perf_counter()
     con = duckdb.connect()
     try:
-        sql.run(con, "ingest/macros.sql")
+        sql.run(con, "ingest/setup.sql")
         files = [_open(con, raw_dir, table, cfg) for table in TABLES]
         report: dict[str, Any] = {"raw_dir": str(raw_dir), "out_dir": str(out_dir), "tables": {}}
         with staged_outputs(out_dir) as stage:
-            sql.run(con, "ingest/session.sql", temp_dir=sql.literal(stage.root / "duckdb_tmp"))
+            sql.run(con, "ingest/temp_dir.sql", temp_dir=sql.literal(stage.root / "duckdb_tmp"))
             given = {raw.table.name: raw.path is not None for raw in files}
             for raw in track(files, "ingesting tables", len(files)):
                 report["tables"][raw.table.name] = _ingest_table(con, raw, given)
@@ -117,7 +117,7 @@ def ingest(
                     sql.run(con, "ingest/quarantine.sql", view=_view(name), table=name,
                             path=sql.literal(stage.path(target)), compression=cfg.compression)
                     entry["quarantine"] = target
-            report["labels"] = _label_summary(con)
+            report["labels"] = _label_summary(con, stage.root / "impressions.parquet")
             report["reasons"] = {r: REASONS[r] for t in report["tables"].values()
                                  for r in t["quarantined_by_reason"]}
             report["flags"] = {f: FLAGS[f] for t in report["tables"].values() for f in t["flagged"]}
@@ -203,7 +203,7 @@ _TIMESTAMP_TYPES = ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", 
 
 
 def _ts_parser(path: Path, column: str, dtype: str | None) -> str:
-    """The macro (sql/ingest/macros.sql) that turns this column into naive UTC timestamps."""
+    """The macro (sql/ingest/setup.sql) that turns this column into naive UTC timestamps."""
     if dtype is None or dtype == "VARCHAR" or dtype == '"NULL"':
         return "ts_from_text"
     if dtype in _TIMESTAMP_TYPES:
@@ -258,8 +258,8 @@ def _ingest_table(con: duckdb.DuckDBPyConnection, raw: RawFile, given: dict[str,
     return entry
 
 
-def _label_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    cur = con.execute(sql.render("ingest/label_summary.sql"))
+def _label_summary(con: duckdb.DuckDBPyConnection, labelled: Path) -> dict[str, Any]:
+    cur = con.execute(sql.render("ingest/label_summary.sql", path=sql.literal(labelled)))
     names = [d[0] for d in cur.description]
     row = dict(zip(names, cur.fetchone()))
     n = row["impressions"] or 0

@@ -1,12 +1,10 @@
--- Headline figures of the labelled impressions table.
+-- Headline figures of the labelled impressions, read back from the file just written (cheaper
+-- than evaluating the labelled joins a second time).
 SELECT
     count(*) AS impressions,
-    count(DISTINCT request_id) AS requests,
-    count(DISTINCT user_id) AS users,
-    count(DISTINCT offer_id) AS offers,
     count(*) FILTER (WHERE label >= 1) AS clicks,
     count(*) FILTER (WHERE label = 2) AS conversions,
     coalesce(sum(value), 0) AS revenue,
     min(ts) AS first_ts,
     max(ts) AS last_ts
-FROM labelled_impressions;
+FROM read_parquet({{ path }});

@@ -2,6 +2,8 @@
 
 -- Timestamps without an offset are UTC.
 SET TimeZone = 'UTC';
+-- Progress is shown by the CLI; DuckDB's own bar would write to stdout.
+SET enable_progress_bar = false;
 --
 -- Timestamps become naive UTC. ingest.py picks the macro from the source column's type:
 -- text goes through TIMESTAMPTZ so offsets such as "Z" and "+02:00" are honoured (text with
