@@ -13,7 +13,8 @@ model (closed-loop simulation):
   or uniformly at random with probability ``uniform_share``, and returns the exact propensity of
   every shown slot. Anything with the :data:`Policy` signature can replace it.
 * :func:`run_days` — the day loop: candidates per request, the policy, clicks and conversions
-  drawn from the truth, :class:`LogChunk` s of at most a day. :func:`simulate` writes them as Parquet.
+  drawn from the truth, yielded as chunks (:class:`LogChunk`, at most a day each).
+  :func:`simulate` writes them as Parquet.
 
 Sizing rule of thumb: impressions ≈ users × requests per user × 15 (10–20 offers a request).
 Over two weeks a user makes ≈ 2.65 requests (85 % visit 1–3 times, 15 % return often), so
@@ -22,9 +23,10 @@ Over two weeks a user makes ≈ 2.65 requests (85 % visit 1–3 times, 15 % retu
 user (≈ 2.3 for 7 days, 3.1 for 30, 3.45 for 90+: returning users' visits fall inside the
 period); :func:`requests_per_user` and :func:`users_for_impressions` apply the rule.
 
-Memory: logs are generated and written one day at a time. What lives for the whole run is per
-user / per offer (the world, the request schedule at ≈ 30 bytes a request, and the user × offer
-history of users who still have requests to come), never per impression.
+Memory: logs are generated and written in chunks of at most one day and WINDOW (1024) requests,
+so the per-impression working set is bounded whatever the total size. What lives for the whole
+run is per user / per offer (the world, the request schedule at 32 bytes a request, and the
+user × offer history of users who still have requests to come), never per impression.
 """
 
 from __future__ import annotations
@@ -73,16 +75,17 @@ HOUR_SHARE = np.array([1.0, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 3.5, 3.5, 3.6, 3.
 HOUR_SHARE = HOUR_SHARE / HOUR_SHARE.sum()
 
 EXAMINATION_POWER = 0.7  # P(examined | position) = position ** -0.7
-ATTRACT_BASE = -3.3
+ATTRACT_BASE = -3.25
 PRICE_EFFECT = -0.8  # logit per unit of log(price / category's typical price)
 FATIGUE, FATIGUE_CAP = -0.12, 5  # per earlier unclicked impression of the same offer, capped
 INTEREST = 0.6  # clicked this offer before and not converted (yet)
 CONVERTED = -2.0  # already converted on this offer
 PAYOUT_EFFECT = -0.5  # conversion logit per unit of log(payout / category median): big payouts, hard asks
-WINDOW = 4096  # requests per chunk (≈ 60 000 impressions): bounds memory whatever the traffic
+WINDOW = 1024  # requests per chunk (≈ 15 000 impressions): bounds memory whatever the traffic
+ROW_GROUP = 65_536  # rows per Parquet row group: chunks are buffered (compactly, in Arrow) up to this
 MIN_GAP = 180 * US  # between a user's requests; clicks come within 120 s, so before the next request
 
-_OFFERS, _USERS, _SCHEDULE, _CANDIDATES, _POLICY, _OUTCOMES, _POPULARITY = range(7)
+_OFFERS, _USERS, _SCHEDULE, _CANDIDATES, _POLICY, _OUTCOMES, _POPULARITY, _MARKET = range(8)
 
 
 def stage_rng(seed: int, stage: int, *index: int) -> np.random.Generator:
@@ -94,6 +97,14 @@ def _effects(rng: np.random.Generator, sd: float, shape) -> np.ndarray:
     """Random effects centred to mean 0, so the overall CTR level hardly depends on the seed."""
     x = rng.normal(0, sd, shape)
     return x - x.mean()
+
+
+def _taste(rng: np.random.Generator, sd: float, share: np.ndarray, K: int) -> np.ndarray:
+    """(groups, K) attribute × category preference, centred per category over the population:
+    who likes what differs, but no category is liked more on average (that is offer quality),
+    so personalisation, not popularity, is what exploits these effects."""
+    x = rng.normal(0, sd, (share.size, K))
+    return x - share @ x
 
 
 def requests_per_user(days: int) -> float:
@@ -158,13 +169,16 @@ class World:
     @classmethod
     def from_config(cls, cfg: SimulateConfig) -> World:
         start = int(np.datetime64(cfg.start, "us").astype(np.int64))
-        offers = _offers(cfg, start, stage_rng(cfg.seed, _OFFERS))
-        users = _users(cfg, start, stage_rng(cfg.seed, _USERS))
+        # Category / partner / context effects come from their own stream, so worlds of any size
+        # (users, offers) built with the same seed share the same market structure.
+        market = stage_rng(cfg.seed, _MARKET)
+        offers = _offers(cfg, start, stage_rng(cfg.seed, _OFFERS), market)
+        users = _users(cfg, start, stage_rng(cfg.seed, _USERS), market)
         return cls(start=start, days=cfg.days, categories=CATEGORIES[: cfg.categories],
                    partners=tuple(f"partner_{i:02d}" for i in range(cfg.partners)), **offers, **users)
 
 
-def _offers(cfg: SimulateConfig, start: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _offers(cfg: SimulateConfig, start: int, rng: np.random.Generator, market: np.random.Generator) -> dict:
     K, O, P, days = cfg.categories, cfg.offers, cfg.partners, cfg.days
     # MAX_SLATE "lanes" of back-to-back offers available everywhere guarantee ≥ 20 eligible offers
     # per country at every moment; their lifetimes stretch only when offers are scarce.
@@ -185,13 +199,15 @@ def _offers(cfg: SimulateConfig, start: int, rng: np.random.Generator) -> dict[s
     by_start = np.argsort(begin, kind="stable")  # ids follow creation order
     begin, end, available = begin[by_start], end[by_start], available[by_start]
 
-    partner_category = rng.permutation(np.arange(P) % K)  # every category has partners
+    partner_category = market.permutation(np.arange(P) % K)  # every category has partners
+    category_quality, partner_quality = _effects(market, 0.2, K), _effects(market, 0.2, P)
+    category_conversion = -1.75 + _effects(market, 0.3, K)
     partner = rng.integers(P, size=O)
     category = np.where(rng.random(O) < 0.8, partner_category[partner], rng.integers(K, size=O))
     reward = rng.choice(len(REWARD_TYPES), O, p=[0.45, 0.35, 0.2])
     min_spend = np.where(rng.random(O) < 0.35, np.nan, np.round(rng.lognormal(np.log(30), 0.6, O)))
     clickbait = rng.random(O) < 0.15
-    quality = (_effects(rng, 0.2, K)[category] + _effects(rng, 0.2, P)[partner] + REWARD_EFFECT[reward]
+    quality = (category_quality[category] + partner_quality[partner] + REWARD_EFFECT[reward]
                - 0.15 * np.log1p(np.nan_to_num(min_spend) / 30) + rng.normal(0, 0.3, O) + 0.5 * clickbait)
     return dict(
         offer_partner=partner, offer_category=category, offer_start=begin, offer_end=end,
@@ -199,11 +215,12 @@ def _offers(cfg: SimulateConfig, start: int, rng: np.random.Generator) -> dict[s
         offer_quality=quality, offer_conversion=rng.normal(0, 0.35, O) - 1.3 * clickbait,
         base_price=CATEGORY_PRICE[category] * rng.lognormal(0, 0.3, O), reward_type=reward,
         min_spend=min_spend, available=available, category_price=CATEGORY_PRICE[:K].copy(),
-        category_payout=CATEGORY_PAYOUT[:K].copy(), category_conversion=-1.75 + _effects(rng, 0.3, K),
+        category_payout=CATEGORY_PAYOUT[:K].copy(), category_conversion=category_conversion,
     )
 
 
-def _users(cfg: SimulateConfig, start: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _users(cfg: SimulateConfig, start: int, rng: np.random.Generator, market: np.random.Generator) -> dict:
+    """Users, their request schedule, and the context × category effects."""
     U, K = cfg.users, cfg.categories
     country = rng.choice(len(COUNTRIES), U, p=COUNTRY_SHARE)
     plan = rng.choice(len(PLANS), U, p=PLAN_SHARE)
@@ -211,14 +228,14 @@ def _users(cfg: SimulateConfig, start: int, rng: np.random.Generator) -> dict[st
     device = rng.choice(len(DEVICES), U, p=[0.45, 0.35, 0.2])
     # Preferences are mostly explained by observable attributes; the individual part is moderate
     # so that a model with point-in-time features can get close to the oracle.
-    preference = (_effects(rng, 0.5, (len(PLANS), K))[plan] + _effects(rng, 0.35, (len(COUNTRIES), K))[country]
-                  + _effects(rng, 0.35, (len(AGE_BANDS), K))[age] + rng.normal(0, 0.25, (U, K))).astype(np.float32)
+    preference = (_taste(market, 0.5, PLAN_SHARE, K)[plan] + _taste(market, 0.35, COUNTRY_SHARE, K)[country]
+                  + _taste(market, 0.35, AGE_SHARE, K)[age] + rng.normal(0, 0.25, (U, K))).astype(np.float32)
     fresh = rng.random(U) < 0.6  # signed up right before their first visit: curious, clickier
     clickiness = AGE_CLICKINESS[age] + 0.2 * fresh + rng.normal(0, 0.25, U)
     long_lived = rng.random(U) < 0.15
-    hours = np.arange(24)[:, None] - rng.uniform(0, 24, K)
-    hour_category = rng.uniform(0.1, 0.35, K) * np.cos(2 * np.pi * hours / 24)
-    device_category = _effects(rng, 0.2, (len(DEVICES), K))
+    hours = np.arange(24)[:, None] - market.uniform(0, 24, K)  # each category peaks at its own hour
+    hour_category = market.uniform(0.1, 0.35, K) * np.cos(2 * np.pi * hours / 24)
+    device_category = _effects(market, 0.2, (len(DEVICES), K))
 
     schedule, first_visit = _schedule(stage_rng(cfg.seed, _SCHEDULE), long_lived, start, cfg.days)
     account_age = np.where(fresh, rng.uniform(0, 20 * 60 * US, U), DAY + rng.exponential(400 * DAY, U))
@@ -290,7 +307,8 @@ def attraction_logit(world: World, user, offer, ts, device, surface, price, hist
 def conversion_probability(world: World, user, offer) -> np.ndarray:
     """P(conversion | click): (N,) users and offers → (N,) probabilities."""
     cat = world.offer_category[offer]
-    logit = (world.category_conversion[cat] + world.offer_conversion[offer] + PLAN_CONVERSION[world.user_plan[user]]
+    logit = (world.category_conversion[cat] + world.offer_conversion[offer]
+             + PLAN_CONVERSION[world.user_plan[user]]
              + PAYOUT_EFFECT * np.log(world.payout[offer] / world.category_payout[cat]))
     return _sigmoid(logit)
 
@@ -311,7 +329,9 @@ class History:
 
     def _find(self, user, offer):
         key = user.astype(np.int64) * self.n_offers + offer
-        i = np.minimum(np.searchsorted(self.key, key), max(self.key.size - 1, 0))
+        order = np.argsort(key)  # sorted needles search several times faster in a big state
+        i = np.empty_like(order)
+        i[order] = np.minimum(np.searchsorted(self.key, key[order]), max(self.key.size - 1, 0))
         return key, i, (self.key[i] == key) if self.key.size else np.zeros(key.size, bool)
 
     def effect(self, user, offer, ts) -> np.ndarray:
@@ -384,23 +404,62 @@ def candidates(world: World, request: np.ndarray, rng: np.random.Generator) -> B
     user, ts = world.request_user[request], world.request_ts[request]
     country = world.user_country[user]
     pool = np.flatnonzero((world.offer_start <= ts.max(initial=0)) & (world.offer_end > ts.min(initial=0)))
-    width = min(pool.size, MAX_SLATE)
     n_want = rng.integers(MIN_SLATE, MAX_SLATE + 1, request.size)
     offer = np.full((request.size, MAX_SLATE), -1, np.int64)
-    step = max(1, 2**18 // max(pool.size, 1))  # bounds the (rows × pool) matrices to ~10 MB
-    for lo in range(0, request.size, step):
-        t = ts[lo:lo + step, None]
-        ok = (world.offer_start[pool] <= t) & (t < world.offer_end[pool]) & world.available[pool].T[country[lo:lo + step]]
-        key = np.where(ok, rng.random(ok.shape), 2.0)  # random order, ineligible last
-        top = np.argpartition(key, width - 1, axis=1)[:, :width] if width < pool.size else np.broadcast_to(np.arange(width), (len(t), width))
-        top = np.take_along_axis(top, np.argsort(np.take_along_axis(key, top, 1), axis=1), 1)
-        offer[lo:lo + step, :width] = np.where(np.take_along_axis(key, top, 1) < 2.0, pool[top], -1)
+    todo = np.arange(request.size)
+    if pool.size > 16 * MAX_SLATE:  # big catalogue: sample, don't scan every live offer per request
+        todo = _sample_candidates(world, pool, ts, country, n_want, offer, rng)
+    _scan_candidates(world, pool, ts, country, todo, offer, rng)
     n = np.minimum(n_want, (offer >= 0).sum(1))
     offer[np.arange(MAX_SLATE) >= n[:, None]] = -1
-    noise = np.exp(rng.normal(0, 0.08, offer.shape))
-    price = np.round(world.base_price[offer] * COUNTRY_PRICE[country][:, None] * noise, 2)
-    price = np.where(offer >= 0, np.maximum(price, 0.01), np.nan)
-    return Batch(request, user, ts, country, world.request_device[request], world.request_surface[request], offer, n, price)
+    # Displayed price: the offer's price at the country's price level, with a little noise.
+    price = world.base_price[offer] * COUNTRY_PRICE[country][:, None] * np.exp(rng.normal(0, 0.08, offer.shape))
+    price = np.where(offer >= 0, np.maximum(np.round(price, 2), 0.01), np.nan)
+    return Batch(request, user, ts, country, world.request_device[request], world.request_surface[request],
+                 offer, n, price)
+
+
+def _scan_candidates(world, pool, ts, country, rows, offer, rng) -> None:
+    """Fill ``offer[rows]`` with up to MAX_SLATE eligible offers in random order, by giving every
+    pool offer a random key (ineligible ones last) and keeping the smallest."""
+    start, end, available = world.offer_start[pool], world.offer_end[pool], world.available[pool].T
+    width = min(pool.size, MAX_SLATE)
+    step = max(1, 2**18 // max(pool.size, 1))  # bounds the (rows × pool) matrices to ~10 MB
+    for lo in range(0, rows.size, step):
+        chunk = rows[lo:lo + step]
+        t = ts[chunk, None]
+        eligible = (start <= t) & (t < end) & available[country[chunk]]
+        key = np.where(eligible, rng.random(eligible.shape), 2.0)
+        if width < pool.size:
+            top = np.argpartition(key, width - 1, axis=1)[:, :width]
+        else:
+            top = np.broadcast_to(np.arange(width), (chunk.size, width))
+        top = np.take_along_axis(top, np.argsort(np.take_along_axis(key, top, 1), axis=1), 1)
+        offer[chunk, :width] = np.where(np.take_along_axis(key, top, 1) < 2.0, pool[top], -1)
+
+
+def _sample_candidates(world, pool, ts, country, n_want, offer, rng) -> np.ndarray:
+    """Fill ``offer`` by drawing pool offers i.i.d. uniformly and keeping the first distinct eligible
+    ones: a uniformly random subset, as in the scan. Returns the rows that got fewer than wanted,
+    for the scan (whether a row fails depends on how many distinct eligible offers it drew, not
+    on which, so the rows kept still hold uniform subsets)."""
+    draws = 4 * MAX_SLATE
+    for c in range(len(COUNTRIES)):
+        rows = np.flatnonzero(country == c)
+        local = pool[world.available[pool, c]]
+        if not rows.size or not local.size:
+            continue
+        o = local[rng.integers(local.size, size=(rows.size, draws))]
+        t = ts[rows, None]
+        keep = (world.offer_start[o] <= t) & (t < world.offer_end[o])
+        by_offer = np.argsort(o, axis=1, kind="stable")  # a repeat sorts right after its first draw
+        repeat = np.zeros_like(keep)
+        sorted_o = np.take_along_axis(o, by_offer, 1)
+        np.put_along_axis(repeat, by_offer[:, 1:], sorted_o[:, 1:] == sorted_o[:, :-1], 1)
+        keep &= ~repeat
+        first = np.argsort(~keep, axis=1, kind="stable")[:, :MAX_SLATE]  # first kept draws, in order
+        offer[rows] = np.where(np.take_along_axis(keep, first, 1), np.take_along_axis(o, first, 1), -1)
+    return np.flatnonzero((offer >= 0).sum(1) < n_want)
 
 
 def _positions(order: np.ndarray) -> np.ndarray:
@@ -475,11 +534,12 @@ def _outcomes(world: World, b: Batch, slate: Slate, history: History, rng: np.ra
     click = rng.random(r.size) < p_click
     conversion = click & (rng.random(r.size) < p_convert)
     click_ts = ts + np.clip(rng.lognormal(np.log(15), 0.8, r.size), 2, 120).astype(np.int64) * US
-    conversion_ts = click_ts + (np.clip(rng.lognormal(np.log(40), 1.0, r.size), 1, 720) * 60 * US).astype(np.int64)
+    minutes = np.clip(rng.lognormal(np.log(40), 1.0, r.size), 1, 720)  # median 40 min, at most 12 h
+    conversion_ts = click_ts + (minutes * 60 * US).astype(np.int64)
     history.update(user, offer, click, click_ts, np.where(conversion, conversion_ts, 0))
     return LogChunk(b.request[r], user, ts, b.device[r], b.surface[r], b.country[r], offer, position,
-                  b.price[r, s], slate.propensity[r, s], slate.policy[r], p_attract, p_click, p_convert,
-                  click, click_ts, conversion, conversion_ts)
+                    b.price[r, s], slate.propensity[r, s], slate.policy[r], p_attract, p_click, p_convert,
+                    click, click_ts, conversion, conversion_ts)
 
 
 def simulate_day(world: World, day: int, policy: Policy, history: History, seed: int) -> Iterator[LogChunk]:
@@ -494,7 +554,8 @@ def simulate_day(world: World, day: int, policy: Policy, history: History, seed:
         order = np.argsort(user, kind="stable")  # requests are in time order: kept per user
         first = np.r_[True, user[order][1:] != user[order][:-1]]
         ordinal = np.empty(request.size, np.int64)
-        ordinal[order] = np.arange(request.size) - np.maximum.accumulate(np.where(first, np.arange(request.size), 0))
+        rank = np.arange(request.size)
+        ordinal[order] = rank - np.maximum.accumulate(np.where(first, rank, 0))
         parts = []
         for k in range(int(ordinal.max()) + 1):
             index = (day, window, k)
@@ -508,15 +569,16 @@ def _concat_sorted(parts: list[LogChunk]) -> LogChunk:
     """One chunk sorted by request and position, holding at most one extra column at a time."""
     columns = [{f.name: getattr(p, f.name) for f in fields(LogChunk)} for p in parts]
     parts.clear()
-    order = np.lexsort((np.concatenate([c["position"] for c in columns]), np.concatenate([c["request"] for c in columns])))
-    out = {}
-    for f in fields(LogChunk):
-        out[f.name] = np.concatenate([c.pop(f.name) for c in columns])[order]
-    return LogChunk(**out)
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([c.pop(name) for c in columns])
+    order = np.lexsort((np.concatenate([c["position"] for c in columns]),
+                        np.concatenate([c["request"] for c in columns])))
+    return LogChunk(**{f.name: column(f.name)[order] for f in fields(LogChunk)})
 
 
-def run_days(world: World, policy_for_day: PolicyForDay, *, seed: int, track: Track = no_track) -> Iterator[LogChunk]:
-    """The day loop, yielding :class:`LogChunk` s in time order (one or more per day). The policy
+def run_days(world: World, policy_for_day: PolicyForDay, *, seed: int,
+             track: Track = no_track) -> Iterator[LogChunk]:
+    """The day loop, yielding log chunks in time order (one or more per day). The policy
     of day d sees the logged clicks and impressions per offer of days < d. History of users with
     no requests to come is dropped after each day, so it does not grow with the period."""
     history = History(world.n_offers)
@@ -545,8 +607,9 @@ SCHEMAS = {
     "clicks": pa.schema([("request_id", pa.string()), ("offer_id", pa.string()), ("ts", TS)]),
     "conversions": pa.schema([("request_id", pa.string()), ("offer_id", pa.string()), ("ts", TS),
                               ("value", pa.float64())]),
-    "ground_truth": pa.schema([("request_id", pa.string()), ("offer_id", pa.string()), ("p_attract", pa.float64()),
-                               ("p_click", pa.float64()), ("p_convert", pa.float64())]),
+    "ground_truth": pa.schema([("request_id", pa.string()), ("offer_id", pa.string()),
+                               ("p_attract", pa.float64()), ("p_click", pa.float64()),
+                               ("p_convert", pa.float64())]),
 }
 
 
@@ -572,7 +635,7 @@ def _strings(labels, codes: np.ndarray) -> pa.Array:
 
 
 class _LogWriter:
-    """Appends each day's logs to the four per-impression Parquet files (one row group a day)."""
+    """Appends log chunks to the four per-impression Parquet files, ~ROW_GROUP rows a row group."""
 
     def __init__(self, world: World, stage) -> None:
         self.world = world
@@ -581,6 +644,7 @@ class _LogWriter:
         self.request_width = _width(world.request_ts.size, 9)
         self.writers = {name: pq.ParquetWriter(stage.path(f"{name}.parquet"), schema, compression="zstd")
                         for name, schema in SCHEMAS.items()}
+        self.pending: dict[str, list[pa.Table]] = {name: [] for name in SCHEMAS}
         self.n = dict.fromkeys(("impressions", "requests", "clicks", "conversions", "clicks_position_1"), 0)
 
     def write(self, log: LogChunk) -> None:
@@ -593,21 +657,30 @@ class _LogWriter:
         tables = {
             "impressions": [rid, pa.array(log.ts, TS), self.user_ids.take(pa.array(log.user)), oid,
                             pa.array(log.position, pa.int32()), _strings(SURFACES, log.surface),
-                            _strings(DEVICES, log.device), _strings(COUNTRIES, log.country), pa.array(log.price),
-                            pa.array(log.propensity), _per_request(log.policy, log.position)],
+                            _strings(DEVICES, log.device), _strings(COUNTRIES, log.country),
+                            pa.array(log.price), pa.array(log.propensity),
+                            _per_request(log.policy, log.position)],
             "clicks": [rid.filter(c), oid.filter(c), pa.array(log.click_ts[log.click], TS)],
             "conversions": [rid.filter(v), oid.filter(v), pa.array(log.conversion_ts[log.conversion], TS),
                             pa.array(self.world.payout[log.offer[log.conversion]])],
             "ground_truth": [rid, oid, pa.array(log.p_attract), pa.array(log.p_click), pa.array(log.p_convert)],
         }
         for name, columns in tables.items():
-            self.writers[name].write_table(pa.table(columns, schema=SCHEMAS[name]))
+            self.pending[name].append(pa.table(columns, schema=SCHEMAS[name]))
+        if sum(t.num_rows for t in self.pending["impressions"]) >= ROW_GROUP:
+            self.flush()
         first = log.position == 1
         self.n["impressions"] += log.offer.size
         self.n["requests"] += int(first.sum())
         self.n["clicks"] += int(log.click.sum())
         self.n["conversions"] += int(log.conversion.sum())
         self.n["clicks_position_1"] += int(log.click[first].sum())
+
+    def flush(self) -> None:
+        for name, tables in self.pending.items():
+            if tables:
+                self.writers[name].write_table(pa.concat_tables(tables), row_group_size=4 * ROW_GROUP)
+            tables.clear()
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -652,12 +725,14 @@ def simulate(cfg: SimulateConfig, out: Path, *, track: Track = no_track) -> Simu
         try:
             for log in run_days(world, logging_policy(cfg.uniform_share, cfg.seed), seed=cfg.seed, track=track):
                 writer.write(log)
+            writer.flush()
         finally:
             writer.close()
         pq.write_table(_offers_table(world, writer.offer_ids), stage.path("offers.parquet"), compression="zstd")
         pq.write_table(_users_table(world, writer.user_ids), stage.path("users.parquet"), compression="zstd")
         counts, rates = writer.summary()
-        stage.write_json("simulation.json", {"config": cfg.model_dump(mode="json"), "counts": counts, "rates": rates})
+        report = {"config": cfg.model_dump(mode="json"), "counts": counts, "rates": rates}
+        stage.write_json("simulation.json", report)  # last: it marks a complete run
     paths = {name: out / f"{name}.parquet" for name in (*SCHEMAS, "offers", "users")}
     paths["simulation"] = out / "simulation.json"
     return SimulationResult(out=out, paths=paths, seconds=time.perf_counter() - began, **counts)
