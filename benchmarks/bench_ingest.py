@@ -36,7 +36,7 @@ def _simulated(impressions: int, cache: Path) -> tuple[Path, int]:
     if not marker.exists() or json.loads(marker.read_text()).get("config", {}).get("users") != cfg.users:
         print(f"simulating ~{impressions:,} impressions into {raw} (cached for later runs) ...", flush=True)
         simulate(cfg, raw)
-    rows = duckdb.connect().read_parquet(str(raw / "impressions.parquet")).aggregate("count(*)").fetchone()[0]
+    rows = duckdb.connect().read_parquet(str(raw / "impressions.parquet")).aggregate("count(*)").fetchall()[0][0]
     return raw, rows
 
 

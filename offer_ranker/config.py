@@ -46,6 +46,9 @@ class SimulateConfig(_Strict):
     def _naive_utc(cls, value: datetime) -> datetime:
         if value.tzinfo is not None:
             raise ValueError(f"must be a naive UTC timestamp, got {value.isoformat()}")
+        if value.time() != datetime.min.time():
+            # the simulator lays out daily traffic and hour-of-day effects from midnight UTC
+            raise ValueError(f"must be midnight (a date), got {value.isoformat()}")
         return value
 
 

@@ -102,21 +102,23 @@ def ingest(
         with staged_outputs(out_dir) as stage:
             sql.run(con, "ingest/temp_dir.sql", temp_dir=sql.literal(stage.root / "duckdb_tmp"))
             given = {raw.table.name: raw.path is not None for raw in files}
-            for raw in track(files, "ingesting tables", len(files)):
-                report["tables"][raw.table.name] = _ingest_table(con, raw, given)
+            for raw in track(files, "checking tables", len(files)):
+                _check(con, raw, given)
             sql.run(con, "ingest/labelled.sql")
-            for raw in files:
+            for raw in track(files, "writing tables", len(files)):
                 name = raw.table.name
                 relation = "labelled_impressions" if raw.table is IMPRESSIONS else f"clean_{name}"
-                sql.run(con, "ingest/write.sql", relation=relation,
-                        path=sql.literal(stage.path(f"{name}.parquet")), compression=cfg.compression)
-                entry = report["tables"][name]
+                output = stage.path(f"{name}.parquet")
+                sql.run(con, "ingest/write.sql", relation=relation, path=sql.literal(output),
+                        compression=cfg.compression)
+                entry = _account(con, raw, output)
                 entry["output"] = f"{name}.parquet"
                 if entry["quarantined"]:
                     target = f"quarantine/{name}.parquet"
                     sql.run(con, "ingest/quarantine.sql", view=_view(name), table=name,
                             path=sql.literal(stage.path(target)), compression=cfg.compression)
                     entry["quarantine"] = target
+                report["tables"][name] = entry
             report["labels"] = _label_summary(con, stage.root / "impressions.parquet")
             report["reasons"] = {r: REASONS[r] for t in report["tables"].values()
                                  for r in t["quarantined_by_reason"]}
@@ -220,17 +222,23 @@ def _null_columns(names: tuple[str, ...], present: dict[str, str]) -> str:
     return "".join(f", CAST(NULL AS VARCHAR) AS {sql.ident(c)}" for c in names if c not in present)
 
 
-def _ingest_table(con: duckdb.DuckDBPyConnection, raw: RawFile, given: dict[str, bool]) -> dict[str, Any]:
-    """Run the table's SQL and account for every raw row."""
-    name = raw.table.name
+def _check(con: duckdb.DuckDBPyConnection, raw: RawFile, given: dict[str, bool]) -> None:
+    """Run the table's SQL: checks, outcomes, duplicates, accepted rows."""
     params = dict(raw.parsers)
     if raw.table is IMPRESSIONS:
         params |= {"check_offers": str(given["offers"]).lower(), "check_users": str(given["users"]).lower()}
     try:
-        sql.run(con, f"ingest/{name}.sql", view=_view(name), **params)
+        sql.run(con, f"ingest/{raw.table.name}.sql", view=_view(raw.table.name), **params)
     except duckdb.Error as exc:
         raise IngestError(f"{raw.path}: cannot be ingested: {_first_line(exc)}") from None
-    rows = con.execute(sql.render("ingest/accounting.sql", view=_view(name), table=name)).fetchall()
+
+
+def _account(con: duckdb.DuckDBPyConnection, raw: RawFile, output: Path) -> dict[str, Any]:
+    """Where every raw row of the table went; ``accepted`` counts the rows actually written."""
+    name = raw.table.name
+    rows = con.execute(
+        sql.render("ingest/accounting.sql", view=_view(name), table=name, output=sql.literal(output))
+    ).fetchall()
     counts = {"read": 0, "valid": 0, "accepted": 0}
     by_reason: dict[str, int] = {}
     flagged: dict[str, int] = {}

@@ -15,8 +15,11 @@ SELECT
     {{ parse_ts }}(r.ts) < i.ts AS _flag_before_impression,
     r.* EXCLUDE (_row, request_id, offer_id, ts)
 FROM {{ view }} AS r
-LEFT JOIN (SELECT request_id, offer_id, ts FROM clean_impressions) AS i
+LEFT JOIN (SELECT request_id, offer_id, ts FROM accepted_impression_keys) AS i
     ON i.request_id = id_text(r.request_id) AND i.offer_id = id_text(r.offer_id);
+
+CREATE OR REPLACE TEMP VIEW outcomes_clicks AS
+SELECT _row, _reason FROM checked_clicks;
 
 CREATE OR REPLACE TEMP TABLE clean_clicks AS
 SELECT * EXCLUDE (_reason)

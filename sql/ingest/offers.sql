@@ -23,6 +23,9 @@ WITH typed AS (
 )
 SELECT * FROM typed;
 
+CREATE OR REPLACE TEMP VIEW outcomes_offers AS
+SELECT _row, _reason FROM checked_offers;
+
 CREATE OR REPLACE TEMP TABLE clean_offers AS
 SELECT * EXCLUDE (_reason)
 FROM checked_offers

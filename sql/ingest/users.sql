@@ -11,6 +11,9 @@ SELECT
     * EXCLUDE (_row, user_id, signup_ts)
 FROM {{ view }};
 
+CREATE OR REPLACE TEMP VIEW outcomes_users AS
+SELECT _row, _reason FROM checked_users;
+
 CREATE OR REPLACE TEMP TABLE clean_users AS
 SELECT * EXCLUDE (_reason)
 FROM checked_users

@@ -30,6 +30,7 @@ INVALID = [
     ({"simulat": {"users": 10}}, r"simulat: unknown setting"),
     ({"ingest": {"compression": "lz5"}}, r"ingest\.compression: .*, got 'lz5'"),
     ({"simulate": {"start": "2026-01-05T00:00:00+02:00"}}, r"simulate\.start: .*must be a naive UTC timestamp"),
+    ({"simulate": {"start": "2026-01-05T06:30:00"}}, r"simulate\.start: .*must be midnight \(a date\), got 2026-01-05T06:30:00"),
 ]
 
 
