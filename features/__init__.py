@@ -1,5 +1,39 @@
-"""Declarative feature definitions (name, entity, type, window, description).
+"""Declarative feature definitions: every model input, with a plain-language description.
 
-Installed as ``offer_ranker.features``. The definitions arrive with the feature pipeline
-(issue 3); this package is where they live.
+Installed as ``offer_ranker.features``. Each :class:`Feature` names the SQL file in
+``sql/features/`` that produces it; ``tests/data/test_features.py`` checks that every produced
+column has a definition and every definition is produced.
+
+Pass-through columns (extra columns of the raw tables) are defined by rule rather than by hand:
+see :func:`passthrough`.
 """
+
+from __future__ import annotations
+
+from offer_ranker.features import affinity, offer_history, offer_request, user_history
+from offer_ranker.features.base import Feature
+
+FEATURES: tuple[Feature, ...] = (
+    offer_history.FEATURES + user_history.FEATURES + affinity.FEATURES + offer_request.FEATURES
+)
+BY_NAME = {f.name: f for f in FEATURES}
+
+#: Where extra raw columns come from, and the prefix their features get.
+PASSTHROUGH_SOURCES = {"impressions": ("request×offer", ""), "offers": ("offer", "offer_x_"),
+                       "users": ("user", "user_x_")}
+
+
+def passthrough(table: str, column: str, numeric: bool) -> Feature:
+    """The definition of an extra raw column used as a feature as it is."""
+    entity, prefix = PASSTHROUGH_SOURCES[table]
+    return Feature(
+        name=f"{prefix}{column}",
+        entity=entity,
+        dtype="numeric" if numeric else "categorical",
+        window="at request",
+        description=f"The '{column}' column of the {table} log, used as it is.",
+        group="passthrough",
+    )
+
+
+__all__ = ["BY_NAME", "FEATURES", "Feature", "passthrough"]

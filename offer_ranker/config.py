@@ -64,9 +64,25 @@ class IngestConfig(_Strict):
     )
 
 
+class FeaturesConfig(_Strict):
+    """Point-in-time features (see ``offer_ranker.build_features`` and ``sql/features/``)."""
+
+    decay_hours: float = Field(24.0, gt=0, le=24 * 90, description="time constant of the 'recent' counts")
+    min_evidence: int = Field(
+        20, ge=1, description="impressions (or clicks, for conversion rates) an offer or user needs "
+        "before it takes part in fitting the empirical-Bayes priors",
+    )
+    min_group: int = Field(5, ge=2, description="offers a category needs for a prior of its own")
+    fallback_ctr: float = Field(0.02, gt=0, lt=1, description="prior click rate before any event is seen")
+    fallback_cvr: float = Field(0.1, gt=0, lt=1, description="prior conversion rate before any click is seen")
+    fallback_strength: float = Field(50.0, gt=0, description="prior weight (pseudo-impressions) before any event")
+    max_categories: int = Field(1000, ge=2, description="levels kept per categorical feature; the rest share one")
+
+
 class Config(_Strict):
     simulate: SimulateConfig = SimulateConfig()
     ingest: IngestConfig = IngestConfig()
+    features: FeaturesConfig = FeaturesConfig()
 
 
 def load_config(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:

@@ -1,0 +1,29 @@
+-- The user's history with the offer's category: counts, a click rate smoothed towards the
+-- category's prior, and the category's share of the user's clicks. Needs f_user_history.
+CREATE OR REPLACE TEMP TABLE user_category_state AS
+WITH per_ts AS (
+    SELECT user_id, category, ts, sum(impressions) AS impressions, sum(clicks) AS clicks
+    FROM events WHERE category IS NOT NULL GROUP BY user_id, category, ts
+)
+SELECT user_id, category, ts,
+       sum(impressions) OVER w AS impressions, sum(clicks) OVER w AS clicks
+FROM per_ts
+WINDOW w AS (PARTITION BY user_id, category ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+
+CREATE OR REPLACE TEMP TABLE f_user_category AS
+WITH s AS (
+    SELECT b._i, b.day, coalesce(b.category, '') AS category_key,
+           coalesce(s.impressions, 0) AS impressions, coalesce(s.clicks, 0) AS clicks
+    FROM base AS b
+    ASOF LEFT JOIN user_category_state AS s
+        ON s.user_id = b.user_id AND s.category = b.category AND b.ts > s.ts
+)
+SELECT
+    s._i,
+    CAST(s.impressions AS DOUBLE) AS uc_impressions,
+    CAST(s.clicks AS DOUBLE) AS uc_clicks,
+    smoothed(s.clicks, s.impressions, p.ctr_mean, p.ctr_strength) AS uc_ctr,
+    CASE WHEN u.user_clicks > 0 THEN s.clicks / u.user_clicks END AS uc_click_share
+FROM s
+JOIN offer_priors AS p ON p.day = s.day AND p.category_key = s.category_key
+JOIN f_user_history AS u ON u._i = s._i;

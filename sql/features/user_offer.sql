@@ -1,0 +1,23 @@
+-- The user's history with this very offer: seen, clicked, converted before, and how long ago.
+CREATE OR REPLACE TEMP TABLE user_offer_state AS
+WITH per_ts AS (
+    SELECT user_id, offer_id, ts,
+           sum(impressions) AS impressions, sum(clicks) AS clicks, sum(conversions) AS conversions
+    FROM events GROUP BY user_id, offer_id, ts
+)
+SELECT user_id, offer_id, ts,
+       sum(impressions) OVER w AS impressions, sum(clicks) OVER w AS clicks,
+       sum(conversions) OVER w AS conversions,
+       max(CASE WHEN impressions > 0 THEN ts END) OVER w AS last_seen
+FROM per_ts
+WINDOW w AS (PARTITION BY user_id, offer_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+
+CREATE OR REPLACE TEMP TABLE f_user_offer AS
+SELECT
+    b._i,
+    CAST(coalesce(s.impressions, 0) AS DOUBLE) AS uo_impressions,
+    CAST(coalesce(s.clicks, 0) AS DOUBLE) AS uo_clicks,
+    CAST(coalesce(s.conversions, 0) AS DOUBLE) AS uo_conversions,
+    hours_between(s.last_seen, b.ts) AS uo_hours_since_seen
+FROM base AS b
+ASOF LEFT JOIN user_offer_state AS s ON s.user_id = b.user_id AND s.offer_id = b.offer_id AND b.ts > s.ts;
