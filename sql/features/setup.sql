@@ -4,8 +4,11 @@ SET enable_progress_bar = false;
 
 -- Method-of-moments strength (alpha + beta) of a Beta prior from observed rates: the spread of
 -- the true rates is the observed variance minus the binomial noise mean*(1-mean)*E[1/n].
+-- NULL when there is nothing to fit (so a fallback can apply); capped when the observed spread
+-- is no larger than the noise (the rates look identical).
 CREATE OR REPLACE TEMP MACRO beta_strength(mean, variance, inv_n) AS
-    CASE WHEN variance - mean * (1 - mean) * inv_n > 0
+    CASE WHEN mean IS NULL THEN NULL
+         WHEN variance - mean * (1 - mean) * inv_n > 0
          THEN least(greatest(mean * (1 - mean) / (variance - mean * (1 - mean) * inv_n) - 1, 2.0), 10000.0)
          ELSE 10000.0 END;
 
