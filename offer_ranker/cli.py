@@ -82,16 +82,29 @@ def ingest(raw: Path, out: Path, config_file: Path | None) -> None:
 
 
 @main.command()
+@click.option("--raw", type=ExistingDir, required=True,
+              help="Raw log folder (ingested first, into OUT/ingested) or an ingested folder.")
+@click.option("--out", type=PathArg, required=True, help="Folder for train.parquet, manifest.json, snapshot/.")
+@config_option
+@_errors_as_messages
+def features(raw: Path, out: Path, config_file: Path | None) -> None:
+    """Build point-in-time features: the training frame, the manifest and the online snapshot."""
+    cfg = _config(config_file)
+    _run_features(cfg, raw, out)
+
+
+@main.command()
 @click.option("--out", type=PathArg, default=Path("runs/quickstart"), show_default=True,
               help="Folder for everything the run writes.")
 @simulate_options
 @config_option
 @_errors_as_messages
 def quickstart(out: Path, config_file: Path | None, **flags: Any) -> None:
-    """Run the whole pipeline on simulated data: simulate, then ingest."""
+    """Run the whole pipeline on simulated data: simulate, ingest, build features."""
     cfg = _config(config_file, simulate=flags)
     _run_simulate(cfg, out / "raw")
     _run_ingest(cfg, out / "raw", out / "ingested")
+    _run_features(cfg, out / "ingested", out / "features")
     console.err.print(f"\n[bold]quickstart done[/bold]: everything is under {out}")
 
 
@@ -130,3 +143,16 @@ def _run_ingest(cfg: Config, raw: Path, out: Path) -> None:
                          f"conversion rate {labels['conversion_rate']}")
     facts["seconds"] = report["seconds"]
     console.summary(f"ingest -> {out}", outputs, facts)
+
+
+def _run_features(cfg: Config, source: Path, out: Path) -> None:
+    from offer_ranker.build_features import build_features
+
+    result = build_features(source, out, cfg, track=console.track)
+    snapshot = out / "snapshot"
+    console.summary(
+        f"features -> {out}",
+        {"train": result.train, "manifest": result.manifest, "snapshot": snapshot},
+        {"rows": f"{result.rows:,} impressions x {result.features} features",
+         "seconds": f"{result.seconds:.1f}"},
+    )

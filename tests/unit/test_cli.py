@@ -39,3 +39,5 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "run" / "ingested" / "ingest_report.json").read_text())
     assert report["tables"]["impressions"]["accepted"] == sim["counts"]["impressions"]
     assert str(tmp_path / "run" / "ingested" / "ingest_report.json") in result.output.replace("\n", "")
+    assert (tmp_path / "run" / "features" / "train.parquet").exists()
+    assert str(tmp_path / "run" / "features" / "manifest.json") in result.output.replace("\n", "")
