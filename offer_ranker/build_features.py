@@ -73,48 +73,14 @@ def build_features(source: Path | str, out: Path | str, cfg: Config | None = Non
     if not (source / "ingest_report.json").exists():
         ingest(source, out / "ingested", cfg.ingest, track=track)
         source = out / "ingested"
-    con = duckdb.connect()
-    try:
-        sql.run(con, "features/setup.sql")
-        extras = _passthrough_columns(con, source)
-        sql.run(con, "features/base.sql", impressions=sql.literal(source / "impressions.parquet"),
-                offers=sql.literal(source / "offers.parquet"), users=sql.literal(source / "users.parquet"),
-                extras="".join(f", {alias}.{sql.ident(col)} AS {sql.ident(f.name)}"
-                               for (alias, col), f in extras))
-        t_ref, first_ts, last_ts, n = con.execute(sql.render("features/origin.sql")).fetchall()[0]
-        if n == 0:
-            raise FeatureError(f"{source / 'impressions.parquet'}: no accepted impressions to build features from")
-        tau = cfg.features.decay_hours * 3600
-        if (last_ts.timestamp() - t_ref) / tau > _MAX_DECAY_SPAN:
-            raise FeatureError(
-                f"the log spans more than {_MAX_DECAY_SPAN} decay time constants "
-                f"(features.decay_hours = {cfg.features.decay_hours}); raise decay_hours or split the log")
-        params = _params(cfg) | {"t_ref": repr(float(t_ref)), "tau": repr(float(tau)),
-                                 "columns": "".join(f", {sql.ident(f.name)}" for _, f in extras)}
-        steps = ("events", "priors", *GROUPS)
-        for step in track(steps, "building features", len(steps)):
-            sql.run(con, f"features/{step}.sql", **_only(f"features/{step}.sql", params))
-        with staged_outputs(out) as stage:
-            train = stage.path("train.parquet")
-            sql.run(con, "features/assemble.sql", path=sql.literal(train))
-            features = FEATURES + tuple(f for _, f in extras)
-            manifest = {
-                "features": [_describe(f) for f in features],
-                "categories": {f.name: _levels(con, train, f.name, cfg.features.max_categories)
-                               for f in features if f.dtype == "categorical"},
-                "id_columns": list(ID_COLUMNS),
-                "rows": n,
-                "first_ts": first_ts.isoformat(),
-                "last_ts": last_ts.isoformat(),
-                "t_ref": t_ref,
-                "source": str(source),
-                "settings": cfg.features.model_dump(),
-            }
-            stage.write_json("manifest.json", manifest)
-            snapshot = write_snapshot(con, stage, source, extras, snapshot_as_of)
-            stage.write_json("snapshot/snapshot.json", snapshot | {"t_ref": t_ref, "tau_seconds": tau})
-    finally:
-        con.close()
+    with staged_outputs(out) as stage:
+        con = duckdb.connect()
+        try:
+            sql.run(con, "features/setup.sql", memory_limit=sql.literal(cfg.features.memory_limit),
+                    temp_dir=sql.literal(stage.root / "duckdb_tmp"))
+            n, features = _build(con, stage, source, cfg, snapshot_as_of, track)
+        finally:
+            con.close()
     return FeatureResult(out, out / "train.parquet", out / "manifest.json", n, len(features),
                          round(time.perf_counter() - started, 3))
 
@@ -144,6 +110,47 @@ def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path,
             **lists, **{f"{t}_path": sql.literal(stage.path(f"snapshot/{t}.parquet")) for t in SNAPSHOT_TABLES})
     return {"as_of": None if as_of is None else as_of.isoformat(), "prior_day": prior_day.isoformat(),
             "tables": [f"{t}.parquet" for t in SNAPSHOT_TABLES]}
+
+
+def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config,
+           snapshot_as_of: datetime | None, track: Track) -> tuple[int, tuple[Feature, ...]]:
+    """Run every SQL step on ``con`` and stage the outputs; returns rows and features."""
+    extras = _passthrough_columns(con, source)
+    sql.run(con, "features/base.sql", impressions=sql.literal(source / "impressions.parquet"),
+            offers=sql.literal(source / "offers.parquet"), users=sql.literal(source / "users.parquet"),
+            extras="".join(f", {alias}.{sql.ident(col)} AS {sql.ident(f.name)}" for (alias, col), f in extras))
+    t_ref, first_ts, last_ts, n = con.execute(sql.render("features/origin.sql")).fetchall()[0]
+    if n == 0:
+        raise FeatureError(f"{source / 'impressions.parquet'}: no accepted impressions to build features from")
+    tau = cfg.features.decay_hours * 3600
+    if (last_ts.timestamp() - t_ref) / tau > _MAX_DECAY_SPAN:
+        raise FeatureError(
+            f"the log spans more than {_MAX_DECAY_SPAN} decay time constants "
+            f"(features.decay_hours = {cfg.features.decay_hours}); raise decay_hours or split the log")
+    params = _params(cfg) | {"t_ref": repr(float(t_ref)), "tau": repr(float(tau)),
+                             "columns": "".join(f", {sql.ident(f.name)}" for _, f in extras)}
+    steps = ("events", "priors", *GROUPS)
+    for step in track(steps, "building features", len(steps)):
+        sql.run(con, f"features/{step}.sql", **_only(f"features/{step}.sql", params))
+    train = stage.path("train.parquet")
+    sql.run(con, "features/assemble.sql", path=sql.literal(train))
+    features = FEATURES + tuple(f for _, f in extras)
+    manifest = {
+        "features": [_describe(f) for f in features],
+        "categories": {f.name: _levels(con, train, f.name, cfg.features.max_categories)
+                       for f in features if f.dtype == "categorical"},
+        "id_columns": list(ID_COLUMNS),
+        "rows": n,
+        "first_ts": first_ts.isoformat(),
+        "last_ts": last_ts.isoformat(),
+        "t_ref": t_ref,
+        "source": str(source),
+        "settings": cfg.features.model_dump(),
+    }
+    stage.write_json("manifest.json", manifest)
+    snapshot = write_snapshot(con, stage, source, extras, snapshot_as_of)
+    stage.write_json("snapshot/snapshot.json", snapshot | {"t_ref": t_ref, "tau_seconds": tau})
+    return n, features
 
 
 def _params(cfg: Config) -> dict[str, str]:

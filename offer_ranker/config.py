@@ -77,6 +77,10 @@ class FeaturesConfig(_Strict):
     fallback_cvr: float = Field(0.1, gt=0, lt=1, description="prior conversion rate before any click is seen")
     fallback_strength: float = Field(50.0, gt=0, description="prior weight (pseudo-impressions) before any event")
     max_categories: int = Field(1000, ge=2, description="levels kept per categorical feature; the rest share one")
+    memory_limit: str = Field(
+        "6GB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$",
+        description="DuckDB memory limit for the feature build; beyond it, it spills to disk",
+    )
 
 
 class Config(_Strict):

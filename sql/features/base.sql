@@ -2,15 +2,27 @@
 -- rows are contiguous, as a ranker's groups must be), with a dense row index _i, the event day,
 -- the offer's and user's catalogue attributes, and the extra raw columns passed through
 -- ({{ extras }}, chosen in build_features.py).
+--
+-- Entities are keyed by 64-bit hashes of their ids (_r request, uk user, ok offer, uck
+-- user×category, upk user×partner, uok user×offer): sorting, grouping and joining 10M rows on
+-- integers is several times faster than on text. The chance of any collision among 10M keys is
+-- about 3e-6.
 CREATE OR REPLACE TEMP TABLE base AS
-SELECT
-    CAST(row_number() OVER (ORDER BY i.ts, i.request_id, i.position, i.offer_id) - 1 AS BIGINT) AS _i,
-    i.request_id, i.ts, CAST(i.ts AS DATE) AS day, i.user_id, i.offer_id, i.position,
-    i.label, i.value, i.propensity, i.policy, i.click_ts, i.conversion_ts,
-    i.surface, i.device, i.country,
-    o.category, o.partner, o.payout, o.start_ts, o.end_ts,
-    u.signup_ts
-    {{ extras }}
-FROM read_parquet({{ impressions }}) AS i
-LEFT JOIN read_parquet({{ offers }}) AS o USING (offer_id)
-LEFT JOIN read_parquet({{ users }}) AS u USING (user_id);
+WITH joined AS (
+    SELECT
+        i.request_id, i.ts, CAST(i.ts AS DATE) AS day, i.user_id, i.offer_id, i.position,
+        i.label, i.value, i.propensity, i.policy, i.click_ts, i.conversion_ts,
+        i.surface, i.device, i.country,
+        o.category, o.partner, o.payout, o.start_ts, o.end_ts,
+        u.signup_ts,
+        hash(i.request_id) AS _r, hash(i.user_id) AS uk, hash(i.offer_id) AS ok,
+        CASE WHEN o.category IS NOT NULL THEN hash(i.user_id, o.category) END AS uck,
+        CASE WHEN o.partner IS NOT NULL THEN hash(i.user_id, o.partner) END AS upk,
+        hash(i.user_id, i.offer_id) AS uok
+        {{ extras }}
+    FROM read_parquet({{ impressions }}) AS i
+    LEFT JOIN read_parquet({{ offers }}) AS o USING (offer_id)
+    LEFT JOIN read_parquet({{ users }}) AS u USING (user_id)
+)
+SELECT CAST(row_number() OVER (ORDER BY ts, _r, position, ok) - 1 AS BIGINT) AS _i, *
+FROM joined;

@@ -2,13 +2,15 @@
 -- click at its click time, a conversion at its conversion time. An event is never dated before
 -- its impression (a skewed clock must not leak an outcome into earlier features).
 CREATE OR REPLACE TEMP TABLE events AS
-SELECT ts, user_id, offer_id, category, partner, position,
-       1 AS impressions, 0 AS clicks, 0 AS conversions
-FROM base
+WITH e AS (
+    SELECT ts, ts AS t_click, ts AS t_conversion, label,
+           greatest(coalesce(click_ts, conversion_ts, ts), ts) AS click_time,
+           greatest(coalesce(conversion_ts, ts), coalesce(click_ts, ts), ts) AS conversion_time,
+           uk, ok, uck, upk, uok, category, position
+    FROM base
+)
+SELECT ts, uk, ok, uck, upk, uok, category, position, 1 AS impressions, 0 AS clicks, 0 AS conversions FROM e
 UNION ALL
-SELECT greatest(coalesce(click_ts, conversion_ts, ts), ts), user_id, offer_id, category, partner, position, 0, 1, 0
-FROM base WHERE label >= 1
+SELECT click_time, uk, ok, uck, upk, uok, category, position, 0, 1, 0 FROM e WHERE label >= 1
 UNION ALL
-SELECT greatest(coalesce(conversion_ts, ts), coalesce(click_ts, ts), ts), user_id, offer_id, category, partner,
-       position, 0, 0, 1
-FROM base WHERE label = 2;
+SELECT conversion_time, uk, ok, uck, upk, uok, category, position, 0, 0, 1 FROM e WHERE label = 2;

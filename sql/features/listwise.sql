@@ -7,4 +7,4 @@ SELECT
     h.offer_ctr / nullif(avg(h.offer_ctr) OVER r, 0) AS lw_ctr_rel
 FROM base AS b
 JOIN f_offer_history AS h USING (_i)
-WINDOW r AS (PARTITION BY b.request_id);
+WINDOW r AS (PARTITION BY b._r);

@@ -4,14 +4,14 @@
 -- exp(-(t - t_ref) / tau) * running sum of exp((t_event - t_ref) / tau).
 CREATE OR REPLACE TEMP TABLE offer_state AS
 WITH per_ts AS (
-    SELECT e.offer_id, e.ts,
+    SELECT e.ok, e.ts,
            sum(e.impressions) AS impressions, sum(e.clicks) AS clicks, sum(e.conversions) AS conversions,
            sum(CASE WHEN e.impressions = 1 THEN p.ctr ELSE 0 END) AS expected_clicks
     FROM events AS e
     LEFT JOIN position_ctr AS p ON p.day = CAST(e.ts AS DATE) AND p.position = e.position
-    GROUP BY e.offer_id, e.ts
+    GROUP BY e.ok, e.ts
 )
-SELECT offer_id, ts,
+SELECT ok, ts,
        sum(impressions) OVER w AS impressions,
        sum(clicks) OVER w AS clicks,
        sum(conversions) OVER w AS conversions,
@@ -19,7 +19,7 @@ SELECT offer_id, ts,
        sum(impressions * exp((epoch_us(ts) / 1e6 - {{ t_ref }}) / {{ tau }})) OVER w AS impressions_scaled,
        sum(clicks * exp((epoch_us(ts) / 1e6 - {{ t_ref }}) / {{ tau }})) OVER w AS clicks_scaled
 FROM per_ts
-WINDOW w AS (PARTITION BY offer_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+WINDOW w AS (PARTITION BY ok ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
 CREATE OR REPLACE TEMP TABLE f_offer_history AS
 WITH s AS (
@@ -29,7 +29,7 @@ WITH s AS (
            coalesce(s.impressions_scaled, 0) * exp(({{ t_ref }} - epoch_us(b.ts) / 1e6) / {{ tau }}) AS impressions_recent,
            coalesce(s.clicks_scaled, 0) * exp(({{ t_ref }} - epoch_us(b.ts) / 1e6) / {{ tau }}) AS clicks_recent
     FROM base AS b
-    ASOF LEFT JOIN offer_state AS s ON s.offer_id = b.offer_id AND b.ts > s.ts
+    ASOF LEFT JOIN offer_state AS s ON s.ok = b.ok AND b.ts > s.ts
 )
 SELECT
     s._i,

@@ -14,14 +14,14 @@ SELECT max(day) + 1 FROM base;
 
 CREATE OR REPLACE TEMP TABLE offer_before_day AS
 WITH daily AS (
-    SELECT CAST(ts AS DATE) AS day, offer_id, any_value(category) AS category,
+    SELECT CAST(ts AS DATE) AS day, ok, any_value(category) AS category,
            sum(impressions) AS impressions, sum(clicks) AS clicks, sum(conversions) AS conversions
     FROM events GROUP BY ALL
 )
-SELECT d.day, x.offer_id, any_value(x.category) AS category,
+SELECT d.day, x.ok, any_value(x.category) AS category,
        sum(x.impressions) AS impressions, sum(x.clicks) AS clicks, sum(x.conversions) AS conversions
 FROM prior_days AS d JOIN daily AS x ON x.day < d.day
-GROUP BY d.day, x.offer_id;
+GROUP BY d.day, x.ok;
 
 CREATE OR REPLACE TEMP TABLE offer_fits AS
 WITH ctr AS (
@@ -59,12 +59,12 @@ LEFT JOIN fit AS gv ON gv.rate = 'cvr' AND gv.is_global AND gv.day = d.day;
 
 CREATE OR REPLACE TEMP TABLE user_priors AS
 WITH daily AS (
-    SELECT CAST(ts AS DATE) AS day, user_id, sum(impressions) AS impressions, sum(clicks) AS clicks
+    SELECT CAST(ts AS DATE) AS day, uk, sum(impressions) AS impressions, sum(clicks) AS clicks
     FROM events GROUP BY ALL
 ), before AS (
-    SELECT d.day, x.user_id, sum(x.impressions) AS impressions, sum(x.clicks) AS clicks
+    SELECT d.day, x.uk, sum(x.impressions) AS impressions, sum(x.clicks) AS clicks
     FROM prior_days AS d JOIN daily AS x ON x.day < d.day
-    GROUP BY d.day, x.user_id
+    GROUP BY d.day, x.uk
 ), fit AS (
     SELECT day, count(*) AS n, avg(clicks / impressions) AS mean, var_pop(clicks / impressions) AS variance,
            avg(1 / impressions) AS inv_n

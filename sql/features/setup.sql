@@ -1,6 +1,9 @@
 -- Session settings and shared macros for the feature pipeline.
 SET TimeZone = 'UTC';
 SET enable_progress_bar = false;
+-- Bounded memory: beyond the limit DuckDB spills to the staging folder.
+SET memory_limit = {{ memory_limit }};
+SET temp_directory = {{ temp_dir }};
 
 -- Method-of-moments strength (alpha + beta) of a Beta prior from observed rates: the spread of
 -- the true rates is the observed variance minus the binomial noise mean*(1-mean)*E[1/n].

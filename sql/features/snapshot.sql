@@ -2,14 +2,17 @@
 -- user×offer from the events strictly before {{ as_of }}, with the catalogue attributes and the
 -- priors of day {{ prior_day }}. Decayed counts are stored as their running sums scaled by
 -- exp((t_event - t_ref) / tau), exactly as the offline features use them; the online path
--- decays them to the request time the same way.
+-- decays them to the request time the same way. States are keyed by id hashes (see base.sql);
+-- the ids come back through the key -> id maps of base.
 COPY (
     WITH s AS (
-        SELECT offer_id,
+        SELECT ids.offer_id,
                max_by(impressions, ts) AS impressions, max_by(clicks, ts) AS clicks,
                max_by(conversions, ts) AS conversions, max_by(expected_clicks, ts) AS expected_clicks,
                max_by(impressions_scaled, ts) AS impressions_scaled, max_by(clicks_scaled, ts) AS clicks_scaled
-        FROM offer_state WHERE ts < {{ as_of }} GROUP BY offer_id
+        FROM offer_state
+        JOIN (SELECT ok, any_value(offer_id) AS offer_id FROM base GROUP BY ok) AS ids USING (ok)
+        WHERE ts < {{ as_of }} GROUP BY ids.offer_id
     ), catalogue AS (  -- every offer of the catalogue, shown yet or not (cold start)
         SELECT offer_id, category, partner, payout, start_ts, end_ts {{ offer_extras }}
         FROM read_parquet({{ offers }})
@@ -25,11 +28,13 @@ COPY (
 
 COPY (
     WITH s AS (
-        SELECT user_id,
+        SELECT ids.user_id,
                max_by(requests, ts) AS requests, max_by(impressions, ts) AS impressions,
                max_by(clicks, ts) AS clicks, max_by(conversions, ts) AS conversions,
                max_by(last_visit, ts) AS last_visit, max_by(last_click, ts) AS last_click
-        FROM user_state WHERE ts < {{ as_of }} GROUP BY user_id
+        FROM user_state
+        JOIN (SELECT uk, any_value(user_id) AS user_id FROM base GROUP BY uk) AS ids USING (uk)
+        WHERE ts < {{ as_of }} GROUP BY ids.user_id
     ), attributes AS (  -- every user of the users table, seen yet or not
         SELECT user_id, signup_ts {{ user_extras }} FROM read_parquet({{ users }})
     )
@@ -42,20 +47,29 @@ COPY (
 ) TO {{ users_path }} (FORMAT parquet, COMPRESSION zstd);
 
 COPY (
-    SELECT user_id, category, max_by(impressions, ts) AS impressions, max_by(clicks, ts) AS clicks
-    FROM user_category_state WHERE ts < {{ as_of }} GROUP BY ALL ORDER BY user_id, category
+    SELECT ids.user_id, ids.category, max_by(impressions, ts) AS impressions, max_by(clicks, ts) AS clicks
+    FROM user_category_state
+    JOIN (SELECT uck, any_value(user_id) AS user_id, any_value(category) AS category
+          FROM base WHERE uck IS NOT NULL GROUP BY uck) AS ids USING (uck)
+    WHERE ts < {{ as_of }} GROUP BY ids.user_id, ids.category ORDER BY user_id, category
 ) TO {{ user_category_path }} (FORMAT parquet, COMPRESSION zstd);
 
 COPY (
-    SELECT user_id, partner, max_by(impressions, ts) AS impressions, max_by(clicks, ts) AS clicks,
+    SELECT ids.user_id, ids.partner, max_by(impressions, ts) AS impressions, max_by(clicks, ts) AS clicks,
            max_by(conversions, ts) AS conversions
-    FROM user_partner_state WHERE ts < {{ as_of }} GROUP BY ALL ORDER BY user_id, partner
+    FROM user_partner_state
+    JOIN (SELECT upk, any_value(user_id) AS user_id, any_value(partner) AS partner
+          FROM base WHERE upk IS NOT NULL GROUP BY upk) AS ids USING (upk)
+    WHERE ts < {{ as_of }} GROUP BY ids.user_id, ids.partner ORDER BY user_id, partner
 ) TO {{ user_partner_path }} (FORMAT parquet, COMPRESSION zstd);
 
 COPY (
-    SELECT user_id, offer_id, max_by(impressions, ts) AS impressions, max_by(clicks, ts) AS clicks,
+    SELECT ids.user_id, ids.offer_id, max_by(impressions, ts) AS impressions, max_by(clicks, ts) AS clicks,
            max_by(conversions, ts) AS conversions, max_by(last_seen, ts) AS last_seen
-    FROM user_offer_state WHERE ts < {{ as_of }} GROUP BY ALL ORDER BY user_id, offer_id
+    FROM user_offer_state
+    JOIN (SELECT uok, any_value(user_id) AS user_id, any_value(offer_id) AS offer_id FROM base GROUP BY uok) AS ids
+        USING (uok)
+    WHERE ts < {{ as_of }} GROUP BY ids.user_id, ids.offer_id ORDER BY user_id, offer_id
 ) TO {{ user_offer_path }} (FORMAT parquet, COMPRESSION zstd);
 
 COPY (

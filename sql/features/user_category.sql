@@ -2,13 +2,13 @@
 -- category's prior, and the category's share of the user's clicks. Needs f_user_history.
 CREATE OR REPLACE TEMP TABLE user_category_state AS
 WITH per_ts AS (
-    SELECT user_id, category, ts, sum(impressions) AS impressions, sum(clicks) AS clicks
-    FROM events WHERE category IS NOT NULL GROUP BY user_id, category, ts
+    SELECT uck, ts, sum(impressions) AS impressions, sum(clicks) AS clicks
+    FROM events WHERE uck IS NOT NULL GROUP BY uck, ts
 )
-SELECT user_id, category, ts,
+SELECT uck, ts,
        sum(impressions) OVER w AS impressions, sum(clicks) OVER w AS clicks
 FROM per_ts
-WINDOW w AS (PARTITION BY user_id, category ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+WINDOW w AS (PARTITION BY uck ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
 CREATE OR REPLACE TEMP TABLE f_user_category AS
 WITH s AS (
@@ -16,7 +16,7 @@ WITH s AS (
            coalesce(s.impressions, 0) AS impressions, coalesce(s.clicks, 0) AS clicks
     FROM base AS b
     ASOF LEFT JOIN user_category_state AS s
-        ON s.user_id = b.user_id AND s.category = b.category AND b.ts > s.ts
+        ON s.uck = b.uck AND b.ts > s.ts
 )
 SELECT
     s._i,

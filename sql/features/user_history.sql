@@ -2,12 +2,12 @@
 -- Events of one user at one timestamp are one page view (all its impressions share the ts).
 CREATE OR REPLACE TEMP TABLE user_state AS
 WITH per_ts AS (
-    SELECT user_id, ts,
+    SELECT uk, ts,
            CAST(sum(impressions) > 0 AS INTEGER) AS requests,
            sum(impressions) AS impressions, sum(clicks) AS clicks, sum(conversions) AS conversions
-    FROM events GROUP BY user_id, ts
+    FROM events GROUP BY uk, ts
 )
-SELECT user_id, ts,
+SELECT uk, ts,
        sum(requests) OVER w AS requests,
        sum(impressions) OVER w AS impressions,
        sum(clicks) OVER w AS clicks,
@@ -15,7 +15,7 @@ SELECT user_id, ts,
        max(CASE WHEN requests > 0 THEN ts END) OVER w AS last_visit,
        max(CASE WHEN clicks > 0 THEN ts END) OVER w AS last_click
 FROM per_ts
-WINDOW w AS (PARTITION BY user_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+WINDOW w AS (PARTITION BY uk ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
 CREATE OR REPLACE TEMP TABLE f_user_history AS
 SELECT
@@ -30,5 +30,5 @@ SELECT
     hours_between(s.last_click, b.ts) AS user_hours_since_last_click,
     hours_between(b.signup_ts, b.ts) / 24 AS user_days_since_signup
 FROM base AS b
-ASOF LEFT JOIN user_state AS s ON s.user_id = b.user_id AND b.ts > s.ts
+ASOF LEFT JOIN user_state AS s ON s.uk = b.uk AND b.ts > s.ts
 JOIN user_priors AS p ON p.day = b.day;

@@ -1,16 +1,16 @@
 -- The user's history with this very offer: seen, clicked, converted before, and how long ago.
 CREATE OR REPLACE TEMP TABLE user_offer_state AS
 WITH per_ts AS (
-    SELECT user_id, offer_id, ts,
+    SELECT uok, ts,
            sum(impressions) AS impressions, sum(clicks) AS clicks, sum(conversions) AS conversions
-    FROM events GROUP BY user_id, offer_id, ts
+    FROM events GROUP BY uok, ts
 )
-SELECT user_id, offer_id, ts,
+SELECT uok, ts,
        sum(impressions) OVER w AS impressions, sum(clicks) OVER w AS clicks,
        sum(conversions) OVER w AS conversions,
        max(CASE WHEN impressions > 0 THEN ts END) OVER w AS last_seen
 FROM per_ts
-WINDOW w AS (PARTITION BY user_id, offer_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+WINDOW w AS (PARTITION BY uok ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
 CREATE OR REPLACE TEMP TABLE f_user_offer AS
 SELECT
@@ -20,4 +20,4 @@ SELECT
     CAST(coalesce(s.conversions, 0) AS DOUBLE) AS uo_conversions,
     hours_between(s.last_seen, b.ts) AS uo_hours_since_seen
 FROM base AS b
-ASOF LEFT JOIN user_offer_state AS s ON s.user_id = b.user_id AND s.offer_id = b.offer_id AND b.ts > s.ts;
+ASOF LEFT JOIN user_offer_state AS s ON s.uok = b.uok AND b.ts > s.ts;

@@ -1,15 +1,15 @@
 -- The user's history with the offer's partner.
 CREATE OR REPLACE TEMP TABLE user_partner_state AS
 WITH per_ts AS (
-    SELECT user_id, partner, ts,
+    SELECT upk, ts,
            sum(impressions) AS impressions, sum(clicks) AS clicks, sum(conversions) AS conversions
-    FROM events WHERE partner IS NOT NULL GROUP BY user_id, partner, ts
+    FROM events WHERE upk IS NOT NULL GROUP BY upk, ts
 )
-SELECT user_id, partner, ts,
+SELECT upk, ts,
        sum(impressions) OVER w AS impressions, sum(clicks) OVER w AS clicks,
        sum(conversions) OVER w AS conversions
 FROM per_ts
-WINDOW w AS (PARTITION BY user_id, partner ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+WINDOW w AS (PARTITION BY upk ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
 CREATE OR REPLACE TEMP TABLE f_user_partner AS
 SELECT
@@ -18,4 +18,4 @@ SELECT
     CAST(coalesce(s.clicks, 0) AS DOUBLE) AS up_clicks,
     CAST(coalesce(s.conversions, 0) AS DOUBLE) AS up_conversions
 FROM base AS b
-ASOF LEFT JOIN user_partner_state AS s ON s.user_id = b.user_id AND s.partner = b.partner AND b.ts > s.ts;
+ASOF LEFT JOIN user_partner_state AS s ON s.upk = b.upk AND b.ts > s.ts;

@@ -1,0 +1,90 @@
+"""Feature pipeline throughput and peak memory, next to a one-window-aggregate baseline.
+
+    python benchmarks/bench_features.py [--impressions 10000000]
+
+Ingests cached simulated logs once, then runs, each in a fresh process (so peak RSS is the
+step's own): the baseline — one DuckDB window aggregate over the same impressions written as
+Parquet — and ``build_features`` (train.parquet, manifest, snapshot). Prints a table, writes
+JSON; the ratio of the two times is the figure to compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+_BASELINE = """
+import duckdb, sys
+from pathlib import Path
+text = (Path(sys.argv[1]) / "sql" / "window_baseline.sql").read_text()
+text = text.replace("{{ impressions }}", repr(sys.argv[2])).replace("{{ path }}", repr(sys.argv[3]))
+duckdb.connect().execute(text)
+"""
+_FEATURES = """
+import sys
+from offer_ranker.build_features import build_features
+build_features(sys.argv[1], sys.argv[2])
+"""
+_PEAK = "import resource; print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+
+
+def _run(code: str, *args: str) -> tuple[float, float]:
+    """Seconds and peak RSS (GB) of ``code`` in a fresh interpreter."""
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code + "\n" + _PEAK, *args], check=True,
+                         capture_output=True, text=True).stdout
+    seconds = time.perf_counter() - started
+    peak_kb = int(next(line for line in out.splitlines() if line.startswith("PEAK_KB")).split()[1])
+    return seconds, peak_kb / 1024**2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--impressions", type=int, default=10_000_000)
+    parser.add_argument("--cache", type=Path, default=HERE / ".cache")
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "features.json")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(HERE))
+    from bench_ingest import _simulated  # the same cached simulation as the ingest benchmark
+
+    from offer_ranker.ingest import ingest
+
+    raw, rows = _simulated(args.impressions, args.cache)
+    ingested = args.cache / f"ingested-{args.impressions}"
+    if not (ingested / "ingest_report.json").exists():
+        ingest(raw, ingested)
+    with tempfile.TemporaryDirectory() as tmp:
+        base_s, base_gb = _run(_BASELINE, str(HERE), str(ingested / "impressions.parquet"), f"{tmp}/w.parquet")
+        feat_s, feat_gb = _run(_FEATURES, str(ingested), f"{tmp}/features")
+        snapshot_bytes = sum(p.stat().st_size for p in Path(tmp, "features", "snapshot").glob("*.parquet"))
+        users = json.loads((raw / "simulation.json").read_text())["counts"]["users"]
+    result = {
+        "benchmark": "features",
+        "impressions": rows,
+        "seconds": {"baseline_window": base_s, "features": feat_s},
+        "impressions_per_second": {"baseline_window": rows / base_s, "features": rows / feat_s},
+        "ratio_features_to_baseline": feat_s / base_s,
+        "peak_rss_gb": {"baseline_window": base_gb, "features": feat_gb},
+        "snapshot_bytes_per_user": snapshot_bytes / users,
+        "targets": {"impressions_per_second": 500_000, "peak_rss_gb": 8},
+    }
+    print(f"\nfeature benchmark: {rows:,} simulated impressions ({users:,} users)")
+    print(f"{'step':<34}{'seconds':>9}{'impressions/s':>15}{'peak GB':>9}")
+    print(f"{'one window aggregate (baseline)':<34}{base_s:>9.1f}{rows / base_s:>15,.0f}{base_gb:>9.2f}")
+    print(f"{'build_features (all groups)':<34}{feat_s:>9.1f}{rows / feat_s:>15,.0f}{feat_gb:>9.2f}")
+    print(f"ratio features / baseline: {feat_s / base_s:.1f}x; snapshot {snapshot_bytes / users:.0f} bytes per user")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
