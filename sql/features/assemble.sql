@@ -1,5 +1,6 @@
 -- The training frame: identifiers, label and logging columns, then every feature group,
--- ordered by time and request.
+-- ordered by time and request (so every request's rows are contiguous, as a ranker's groups
+-- must be).
 COPY (
     SELECT
         b.request_id, b.user_id, b.offer_id, b.ts, b.position, b.label, b.value, b.propensity, b.policy,
@@ -16,5 +17,5 @@ COPY (
     JOIN f_context AS cx USING (_i)
     JOIN f_listwise AS lw USING (_i)
     JOIN f_passthrough AS pt USING (_i)
-    ORDER BY b._i
+    ORDER BY b.ts, b._r, b.position, b.ok
 ) TO {{ path }} (FORMAT parquet, COMPRESSION snappy);

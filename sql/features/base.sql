@@ -1,5 +1,5 @@
--- The impressions to featurize: one row each, ordered by time and request (so every request's
--- rows are contiguous, as a ranker's groups must be), with a dense row index _i, the event day,
+-- The impressions to featurize: one row each, with a row index _i (file order; assemble.sql
+-- sorts once, at the end), the event day,
 -- the offer's and user's catalogue attributes, and the extra raw columns passed through
 -- ({{ extras }}, chosen in build_features.py).
 --
@@ -24,5 +24,5 @@ WITH joined AS (
     LEFT JOIN read_parquet({{ offers }}) AS o USING (offer_id)
     LEFT JOIN read_parquet({{ users }}) AS u USING (user_id)
 )
-SELECT CAST(row_number() OVER (ORDER BY ts, _r, position, ok) - 1 AS BIGINT) AS _i, *
+SELECT CAST(row_number() OVER () - 1 AS BIGINT) AS _i, *
 FROM joined;

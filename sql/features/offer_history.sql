@@ -19,7 +19,9 @@ SELECT ok, ts,
        sum(impressions * exp((epoch_us(ts) / 1e6 - {{ t_ref }}) / {{ tau }})) OVER w AS impressions_scaled,
        sum(clicks * exp((epoch_us(ts) / 1e6 - {{ t_ref }}) / {{ tau }})) OVER w AS clicks_scaled
 FROM per_ts
-WINDOW w AS (PARTITION BY ok ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+-- (key, ts) is unique here, so the default RANGE frame is the running total; it is
+-- about twice as fast as ROWS in DuckDB for several aggregates over large partitions.
+WINDOW w AS (PARTITION BY ok ORDER BY ts);
 
 CREATE OR REPLACE TEMP TABLE f_offer_history AS
 WITH s AS (

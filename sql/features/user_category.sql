@@ -8,7 +8,9 @@ WITH per_ts AS (
 SELECT uck, ts,
        sum(impressions) OVER w AS impressions, sum(clicks) OVER w AS clicks
 FROM per_ts
-WINDOW w AS (PARTITION BY uck ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+-- (key, ts) is unique here, so the default RANGE frame is the running total; it is
+-- about twice as fast as ROWS in DuckDB for several aggregates over large partitions.
+WINDOW w AS (PARTITION BY uck ORDER BY ts);
 
 CREATE OR REPLACE TEMP TABLE f_user_category AS
 WITH s AS (

@@ -15,7 +15,9 @@ SELECT uk, ts,
        max(CASE WHEN requests > 0 THEN ts END) OVER w AS last_visit,
        max(CASE WHEN clicks > 0 THEN ts END) OVER w AS last_click
 FROM per_ts
-WINDOW w AS (PARTITION BY uk ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+-- (key, ts) is unique here, so the default RANGE frame is the running total; it is
+-- about twice as fast as ROWS in DuckDB for several aggregates over large partitions.
+WINDOW w AS (PARTITION BY uk ORDER BY ts);
 
 CREATE OR REPLACE TEMP TABLE f_user_history AS
 SELECT

@@ -10,7 +10,9 @@ SELECT uok, ts,
        sum(conversions) OVER w AS conversions,
        max(CASE WHEN impressions > 0 THEN ts END) OVER w AS last_seen
 FROM per_ts
-WINDOW w AS (PARTITION BY uok ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+-- (key, ts) is unique here, so the default RANGE frame is the running total; it is
+-- about twice as fast as ROWS in DuckDB for several aggregates over large partitions.
+WINDOW w AS (PARTITION BY uok ORDER BY ts);
 
 CREATE OR REPLACE TEMP TABLE f_user_offer AS
 SELECT

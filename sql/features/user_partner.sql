@@ -9,7 +9,9 @@ SELECT upk, ts,
        sum(impressions) OVER w AS impressions, sum(clicks) OVER w AS clicks,
        sum(conversions) OVER w AS conversions
 FROM per_ts
-WINDOW w AS (PARTITION BY upk ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+-- (key, ts) is unique here, so the default RANGE frame is the running total; it is
+-- about twice as fast as ROWS in DuckDB for several aggregates over large partitions.
+WINDOW w AS (PARTITION BY upk ORDER BY ts);
 
 CREATE OR REPLACE TEMP TABLE f_user_partner AS
 SELECT
