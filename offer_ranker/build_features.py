@@ -95,13 +95,15 @@ def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path,
     The priors are those of the day the next request falls on: the day of ``as_of``, or the day
     after the last event.
     """
-    last_day = con.execute(sql.render("features/origin.sql")).fetchall()[0][2].date()
+    _, first_ts, last_ts, _ = con.execute(sql.render("features/origin.sql")).fetchall()[0]
+    first_day, last_day = first_ts.date(), last_ts.date()
     if as_of is None:
         cutoff, prior_day = "'infinity'::TIMESTAMP", last_day + timedelta(days=1)
     else:
         cutoff, prior_day = f"TIMESTAMP {sql.literal(as_of.isoformat(sep=' '))}", as_of.date()
-        if prior_day > last_day + timedelta(days=1):
-            raise FeatureError(f"snapshot_as_of {as_of} is more than a day after the last event ({last_day})")
+        if not first_day <= prior_day <= last_day + timedelta(days=1):
+            raise FeatureError(f"snapshot_as_of {as_of} must fall between the first day of the log "
+                               f"({first_day}) and the day after the last ({last_day + timedelta(days=1)})")
     picks = {"o": "offer_extras", "u": "user_extras"}
     lists = {name: "".join(f", {sql.ident(col)} AS {sql.ident(f.name)}" for (alias, col), f in extras if alias == a)
              for a, name in picks.items()}

@@ -7,10 +7,10 @@
 --   click rate by screen position, smoothed towards the global offer prior (for clicks over
 --     expected clicks).
 -- Before anything was seen, the configured fallback prior applies.
+-- Every day from the first to the day after the last, gaps included.
 CREATE OR REPLACE TEMP TABLE prior_days AS
-SELECT DISTINCT day FROM base
-UNION
-SELECT max(day) + 1 FROM base;
+SELECT CAST(unnest(generate_series(lo, hi, INTERVAL 1 DAY)) AS DATE) AS day
+FROM (SELECT CAST(min(day) AS TIMESTAMP) AS lo, CAST(max(day) AS TIMESTAMP) + INTERVAL 1 DAY AS hi FROM base);
 
 CREATE OR REPLACE TEMP TABLE offer_before_day AS
 WITH daily AS (
@@ -41,9 +41,10 @@ SELECT 'ctr' AS rate, day, category, is_global, n, mean, beta_strength(mean, var
 UNION ALL
 SELECT 'cvr', day, category, is_global, n, mean, beta_strength(mean, variance, inv_n) FROM cvr;
 
--- One row per (day, category); category '' stands for offers without one.
+-- One row per (day, category); category '' stands for offers without one and always exists,
+-- so the snapshot carries the global prior for offers it has never seen.
 CREATE OR REPLACE TEMP TABLE offer_priors AS
-WITH keys AS (SELECT DISTINCT coalesce(category, '') AS category_key FROM base),
+WITH keys AS (SELECT DISTINCT coalesce(category, '') AS category_key FROM base UNION SELECT ''),
 fit AS (SELECT * FROM offer_fits WHERE n >= {{ min_group }})
 SELECT
     d.day, k.category_key,

@@ -281,3 +281,12 @@ def test_reference_loop_matches_sql_on_sampled_impressions(built: Path) -> None:
             checked += 1
     assert checked == 60 * 42
     assert sample["user_impressions"].max() > 0 and sample["offer_clicks"].max() > 0
+
+
+def test_snapshot_priors_exist_for_every_day_and_unknown_offers(built: Path, tmp_path: Path) -> None:
+    priors = pl.read_parquet(built / "snapshot" / "priors.parquet")
+    assert "" in priors.filter(pl.col("kind") == "offer")["key"].to_list()  # global prior for new offers
+    assert priors.filter(pl.col("kind") == "user").height == 1
+    from offer_ranker.build_features import FeatureError
+    with pytest.raises(FeatureError, match="must fall between the first day of the log"):
+        build_features(built / "ingested", tmp_path / "early", snapshot_as_of=datetime(2020, 1, 1))
