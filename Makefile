@@ -32,9 +32,12 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -m ''
 
+# Long (about 10 minutes): 10M-impression ingest and feature builds; results in benchmarks/results/.
 bench: install
 	$(BIN)/python benchmarks/bench_simulate.py
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_snapshot.py
 
 # Re-pin every dependency (runtime and dev) for Python 3.11 on Linux.
 lock: | $(BIN)/uv
