@@ -16,7 +16,7 @@ Outputs in ``out``::
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ ID_COLUMNS = ("request_id", "user_id", "offer_id", "ts", "position", "label", "v
 _INGEST_COLUMNS = ("click_ts", "conversion_ts", "label", "value")
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
             "UBIGINT", "FLOAT", "DOUBLE", "BOOLEAN")
+Extras = list[tuple[tuple[str, str], Feature]]  # ((table alias, raw column), its feature)
 # exp() of the decayed counts' running sums overflows past ~700 time constants
 _MAX_DECAY_SPAN = 600
 
@@ -88,15 +89,13 @@ def build_features(source: Path | str, out: Path | str, cfg: Config | None = Non
 SNAPSHOT_TABLES = ("offers", "users", "user_category", "user_partner", "user_offer", "priors")
 
 
-def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path,
-                   extras: list[tuple[tuple[str, str], Feature]], as_of: datetime | None) -> dict[str, Any]:
+def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, extras: Extras,
+                   as_of: datetime | None, first_day: date, last_day: date) -> dict[str, Any]:
     """Stage ``snapshot/<table>.parquet`` from the state tables of the pipeline run on ``con``.
 
     The priors are those of the day the next request falls on: the day of ``as_of``, or the day
     after the last event.
     """
-    _, first_ts, last_ts, _ = con.execute(sql.render("features/origin.sql")).fetchall()[0]
-    first_day, last_day = first_ts.date(), last_ts.date()
     if as_of is None:
         cutoff, prior_day = "'infinity'::TIMESTAMP", last_day + timedelta(days=1)
     else:
@@ -104,9 +103,8 @@ def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path,
         if not first_day <= prior_day <= last_day + timedelta(days=1):
             raise FeatureError(f"snapshot_as_of {as_of} must fall between the first day of the log "
                                f"({first_day}) and the day after the last ({last_day + timedelta(days=1)})")
-    picks = {"o": "offer_extras", "u": "user_extras"}
-    lists = {name: "".join(f", {sql.ident(col)} AS {sql.ident(f.name)}" for (alias, col), f in extras if alias == a)
-             for a, name in picks.items()}
+    lists = {"offer_extras": _select_list(extras, "o", qualified=False),
+             "user_extras": _select_list(extras, "u", qualified=False)}
     sql.run(con, "features/snapshot.sql", as_of=cutoff, prior_day=f"DATE {sql.literal(prior_day.isoformat())}",
             offers=sql.literal(source / "offers.parquet"), users=sql.literal(source / "users.parquet"),
             **lists, **{f"{t}_path": sql.literal(stage.path(f"snapshot/{t}.parquet")) for t in SNAPSHOT_TABLES})
@@ -120,12 +118,12 @@ def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config
     extras = _passthrough_columns(con, source)
     sql.run(con, "features/base.sql", impressions=sql.literal(source / "impressions.parquet"),
             offers=sql.literal(source / "offers.parquet"), users=sql.literal(source / "users.parquet"),
-            extras="".join(f", {alias}.{sql.ident(col)} AS {sql.ident(f.name)}" for (alias, col), f in extras))
+            extras=_select_list(extras))
     t_ref, first_ts, last_ts, n = con.execute(sql.render("features/origin.sql")).fetchall()[0]
     if n == 0:
         raise FeatureError(f"{source / 'impressions.parquet'}: no accepted impressions to build features from")
     tau = cfg.features.decay_hours * 3600
-    if (last_ts.timestamp() - t_ref) / tau > _MAX_DECAY_SPAN:
+    if ((last_ts - datetime(1970, 1, 1)).total_seconds() - t_ref) / tau > _MAX_DECAY_SPAN:  # naive UTC
         raise FeatureError(
             f"the log spans more than {_MAX_DECAY_SPAN} decay time constants "
             f"(features.decay_hours = {cfg.features.decay_hours}); raise decay_hours or split the log")
@@ -150,9 +148,15 @@ def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config
         "settings": cfg.features.model_dump(),
     }
     stage.write_json("manifest.json", manifest)
-    snapshot = write_snapshot(con, stage, source, extras, snapshot_as_of)
+    snapshot = write_snapshot(con, stage, source, extras, snapshot_as_of, first_ts.date(), last_ts.date())
     stage.write_json("snapshot/snapshot.json", snapshot | {"t_ref": t_ref, "tau_seconds": tau})
     return n, features
+
+
+def _select_list(extras: Extras, alias: str | None = None, *, qualified: bool = True) -> str:
+    """``, o."col" AS "offer_x_col"`` items for the pass-through columns (of one table alias)."""
+    return "".join(f", {a + '.' if qualified else ''}{sql.ident(col)} AS {sql.ident(f.name)}"
+                   for (a, col), f in extras if alias in (None, a))
 
 
 def _params(cfg: Config) -> dict[str, str]:
@@ -168,7 +172,7 @@ def _only(name: str, params: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in params.items() if "{{ " + k + " }}" in text}
 
 
-def _passthrough_columns(con: duckdb.DuckDBPyConnection, source: Path) -> list[tuple[tuple[str, str], Feature]]:
+def _passthrough_columns(con: duckdb.DuckDBPyConnection, source: Path) -> Extras:
     """Extra columns of the ingested tables that become features as they are.
 
     Numeric and boolean columns are numeric features, text columns categorical; other types
