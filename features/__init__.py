@@ -19,8 +19,12 @@ FEATURES: tuple[Feature, ...] = (
 BY_NAME = {f.name: f for f in FEATURES}
 
 #: Where extra raw columns come from, and the prefix their features get.
-PASSTHROUGH_SOURCES = {"impressions": ("request×offer", ""), "offers": ("offer", "offer_x_"),
+PASSTHROUGH_SOURCES = {"impressions": ("request×offer", "imp_x_"), "offers": ("offer", "offer_x_"),
                        "users": ("user", "user_x_")}
+
+
+#: Prefix of pass-through features from impressions; the service's request carries the raw name.
+IMPRESSION_PREFIX = PASSTHROUGH_SOURCES["impressions"][1]
 
 
 def passthrough(table: str, column: str, numeric: bool) -> Feature:

@@ -58,6 +58,8 @@ FLAGS = {
 TS_COLUMNS = {"impressions": ("ts",), "clicks": ("ts",), "conversions": ("ts",),
               "offers": ("start_ts", "end_ts"), "users": ("signup_ts",)}
 RESERVED = ("_row", "_reason")
+#: Columns ingest adds to labelled impressions; a raw impressions column may not use these names.
+ADDED_TO_IMPRESSIONS = ("label", "value", "click_ts", "conversion_ts")
 
 
 class IngestError(OfferRankerError):
@@ -118,6 +120,8 @@ def ingest(
                     sql.run(con, "ingest/quarantine.sql", view=_view(name), table=name,
                             path=sql.literal(stage.path(target)), compression=cfg.compression)
                     entry["quarantine"] = target
+                else:  # a quarantine file from an earlier run must not look like this run's
+                    stage.remove(f"quarantine/{name}.parquet")
                 report["tables"][name] = entry
             report["labels"] = _label_summary(con, stage.root / "impressions.parquet")
             report["reasons"] = {r: REASONS[r] for t in report["tables"].values()
@@ -196,7 +200,8 @@ def _check_columns(path: Path, table: Table, columns: tuple[str, ...]) -> None:
             f"{', '.join(repr(c) for c in missing)} (table '{table.name}' requires "
             f"{', '.join(table.required)}; found {', '.join(columns) or 'no columns'})"
         )
-    reserved = [c for c in columns if c in RESERVED or c.startswith("_flag_")]
+    added = ADDED_TO_IMPRESSIONS if table is IMPRESSIONS else ()
+    reserved = [c for c in columns if c in RESERVED or c in added or c.startswith("_flag_")]
     if reserved:
         raise IngestError(f"{path}: column name(s) {reserved} are reserved by ingest; rename them")
 

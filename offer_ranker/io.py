@@ -19,6 +19,7 @@ class Staging:
         self.out_dir = out_dir
         self.root = out_dir / f".staging-{uuid.uuid4().hex[:12]}"
         self.names: list[str] = []
+        self.removed: list[str] = []
 
     def path(self, name: str) -> Path:
         """Staging location for the output ``name`` (may contain sub-folders)."""
@@ -27,6 +28,10 @@ class Staging:
         if name not in self.names:
             self.names.append(name)
         return target
+
+    def remove(self, name: str) -> None:
+        """``out_dir/name`` from an earlier run is deleted when this run's outputs move in."""
+        self.removed.append(name)
 
     def write_json(self, name: str, payload: Any) -> Path:
         target = self.path(name)
@@ -48,6 +53,8 @@ def staged_outputs(out_dir: Path | str) -> Iterator[Staging]:
     stage.root.mkdir()
     try:
         yield stage
+        for name in stage.removed:
+            (out_dir / name).unlink(missing_ok=True)
         for name in stage.names:
             final = out_dir / name
             final.parent.mkdir(parents=True, exist_ok=True)

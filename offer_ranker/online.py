@@ -16,6 +16,7 @@ meant to be rebuilt from a fresh snapshot every night.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from offer_ranker.features import IMPRESSION_PREFIX
 
 #: A NULL timestamp in the int64 arrays.
 NULL_TS = np.iinfo(np.int64).min
@@ -196,6 +199,10 @@ class OnlineStore:
         self._offer_delta: dict[str, list[float]] = {}  # offer_id -> OFFER_STATE deltas
         self._user_delta: dict[str, list[float]] = {}  # user_id -> USER_COUNTS deltas + [last_visit, last_click]
         self._uo_delta: dict[str, dict[str, list[float]]] = {}  # user_id -> offer_id -> [imp, clk, conv, last_seen]
+        # recorded events not yet counted, a heap of (t µs, sequence, user, offer, kind, expected):
+        # a request at t sees only events strictly before t, as the offline features do
+        self._pending: list[tuple[int, int, str, str, tuple[int, int, int], float]] = []
+        self._sequence = 0
 
     @classmethod
     def load(cls, path: Path | str, manifest: Mapping[str, Any] | Path | str | None = None) -> OnlineStore:
@@ -312,6 +319,7 @@ class OnlineStore:
         cands = list(request["candidates"])
         oids = [str(c["offer_id"]) for c in cands]
         n, t = len(oids), epoch_us(ts)
+        self._fold(t)
         if ts.tzinfo is not None:
             ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
         o, u = self._offer_index(oids), self._user_index(user_id)
@@ -385,7 +393,8 @@ class OnlineStore:
             elif entity == "user":
                 f[name] = np.full(n, self._user_extras[name][u], dtype=self._user_extras[name].dtype)
             else:
-                values = [(c.get("features") or {}).get(name, context.get(name)) for c in cands]
+                raw = name.removeprefix(IMPRESSION_PREFIX)  # the request carries the raw column name
+                values = [(c.get("features") or {}).get(raw, context.get(raw)) for c in cands]
                 f[name] = (np.array([np.nan if v is None else float(v) for v in values])
                            if self.dtypes[name] == "numeric"
                            else np.array([None if v is None else str(v) for v in values], dtype=object))
@@ -397,8 +406,9 @@ class OnlineStore:
     # ---- events -------------------------------------------------------------------------------
 
     def apply(self, event: Event) -> None:
-        """Record an event (as events.sql dates it): requests after ``event.ts`` see it. The store
-        holds every recorded event: record only events that happened before later requests."""
+        """Record an event (as events.sql dates it). Requests strictly after ``event.ts`` see it;
+        a request at or before that time does not, whatever order events and requests arrive in
+        (so logging a page's impressions before scoring it again changes nothing)."""
         if event.kind not in EVENT_KINDS:
             raise ValueError(f"event kind must be one of {EVENT_KINDS}, got {event.kind!r}")
         expected = 0.0
@@ -407,7 +417,15 @@ class OnlineStore:
                 raise ValueError("an impression needs its position")
             expected = self._position_ctr.get(int(event.position), self._new_position_ctr)
         kind = tuple(int(event.kind == k) for k in EVENT_KINDS)
-        self._count(str(event.user_id), str(event.offer_id), epoch_us(event.ts), kind, expected)
+        self._sequence += 1
+        heapq.heappush(self._pending, (epoch_us(event.ts), self._sequence, str(event.user_id),
+                                       str(event.offer_id), kind, expected))
+
+    def _fold(self, t: int) -> None:
+        """Count the pending events dated strictly before ``t`` µs, in time order."""
+        while self._pending and self._pending[0][0] < t:
+            when, _, user_id, offer_id, kind, expected = heapq.heappop(self._pending)
+            self._count(user_id, offer_id, when, kind, expected)
 
     def record_impression(self, user_id: str, offer_id: str, ts: datetime, position: int) -> None:
         """The offer was shown to the user at ``ts`` in ``position`` (1-based)."""

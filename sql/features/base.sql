@@ -10,7 +10,10 @@
 CREATE OR REPLACE TEMP TABLE base AS
 WITH joined AS (
     SELECT
-        i.request_id, i.ts, CAST(i.ts AS DATE) AS day, i.user_id, i.offer_id, i.position,
+        -- a request's time is its first impression's: every impression of a request must see
+        -- the same history, even when logged timestamps of one page view differ slightly
+        i.request_id, min(i.ts) OVER (PARTITION BY i.request_id) AS ts,
+        CAST(min(i.ts) OVER (PARTITION BY i.request_id) AS DATE) AS day, i.user_id, i.offer_id, i.position,
         i.label, i.value, i.propensity, i.policy, i.click_ts, i.conversion_ts,
         i.surface, i.device, i.country,
         o.category, o.partner, o.payout, o.start_ts, o.end_ts,

@@ -42,7 +42,7 @@ def test_every_column_has_a_definition_and_every_definition_is_produced(built: P
     assert produced == defined  # same names, same order
     assert {f.name for f in FEATURES} <= set(produced)
     passthrough = {f["name"] for f in manifest["features"] if f["group"] == "passthrough"}
-    assert passthrough == {"price", "offer_x_reward_type", "offer_x_min_spend", "user_x_country",
+    assert passthrough == {"imp_x_price", "offer_x_reward_type", "offer_x_min_spend", "user_x_country",
                            "user_x_plan", "user_x_age_band"}
     sql_dir = files("offer_ranker.sql") / "features"
     for f in FEATURES:  # each definition names the SQL file that really produces it
@@ -290,3 +290,17 @@ def test_snapshot_priors_exist_for_every_day_and_unknown_offers(built: Path, tmp
     from offer_ranker.build_features import FeatureError
     with pytest.raises(FeatureError, match="must fall between the first day of the log"):
         build_features(built / "ingested", tmp_path / "early", snapshot_as_of=datetime(2020, 1, 1))
+
+
+def test_impressions_of_one_request_share_its_time(tmp_path: Path) -> None:
+    """Logged timestamps 1 ms apart within a page view must not let siblings see each other."""
+    from tests.toy_logs import toy_tables, write_csv
+
+    tables = toy_tables()
+    for k, row in enumerate(tables["impressions"][:3]):  # r1's three impressions
+        row["ts"] = f"2026-01-05T10:00:00.00{k}Z"
+    build_features(write_csv(tmp_path / "raw", tables), tmp_path / "f")
+    r1 = pl.read_parquet(tmp_path / "f" / "train.parquet").filter(pl.col("request_id") == "r1")
+    assert r1["ts"].n_unique() == 1
+    assert r1["user_impressions"].to_list() == [0.0, 0.0, 0.0]
+    assert r1["user_is_new"].to_list() == [1.0, 1.0, 1.0]

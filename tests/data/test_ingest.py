@@ -222,6 +222,10 @@ def _integer_ts(raw: Path) -> None:
     (raw / "clicks.csv").unlink()
 
 
+def _column_ingest_adds(raw: Path) -> None:
+    pl.read_csv(raw / "impressions.csv").with_columns(pl.lit(99.0).alias("value")).write_csv(raw / "impressions.csv")
+
+
 def _reserved_column(raw: Path) -> None:
     pl.read_csv(raw / "users.csv").with_columns(pl.lit(1).alias("_row")).write_csv(raw / "users.csv")
 
@@ -234,6 +238,7 @@ CONTRACT_ERRORS = [
     (_garbage_parquet, r"offers\.parquet: cannot be read as Parquet"),
     (_integer_ts, r"clicks\.parquet: column 'ts' has type BIGINT; expected a timestamp"),
     (_reserved_column, r"users\.csv: column name\(s\) \['_row'\] are reserved"),
+    (_column_ingest_adds, r"impressions\.csv: column name\(s\) \['value'\] are reserved"),
 ]
 
 
@@ -268,3 +273,13 @@ def test_cli_ingest_prints_outputs(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["ingest", "--raw", str(raw), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "ingest_report.json" in result.output and "impressions.parquet" in result.output
+
+
+def test_a_clean_rerun_leaves_no_quarantine_of_an_earlier_run(tmp_path: Path) -> None:
+    tables = toy_tables()
+    tables["clicks"].append({**TEMPLATES["clicks"], "request_id": "r404"})
+    ingest(write_csv(tmp_path / "raw", tables), tmp_path / "out")
+    assert (tmp_path / "out" / "quarantine" / "clicks.parquet").exists()
+    report = ingest(write_csv(tmp_path / "raw2", toy_tables()), tmp_path / "out")
+    assert report["tables"]["clicks"]["quarantined"] == 0
+    assert not (tmp_path / "out" / "quarantine" / "clicks.parquet").exists()

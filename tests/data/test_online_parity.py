@@ -143,7 +143,7 @@ def test_unknown_user_and_offer_get_cold_start_values(built: tuple[Path, datetim
     # unknown offer: no history, no category, so the global prior; no catalogue attributes
     assert new["offer_impressions"] == new["offer_clicks"] == new["offer_impressions_recent"] == 0
     assert new["offer_category"] is None and new["offer_payout"] is None and new["offer_age_hours"] is None
-    assert new["price"] == 3.0 and old["price"] is None and new["lw_payout_rel"] is None
+    assert new["imp_x_price"] == 3.0 and old["imp_x_price"] is None and new["lw_payout_rel"] is None
     assert old["lw_payout_rel"] == pytest.approx(1.0) and old["offer_category"] == known["category"]
     g_mean, g_strength, cvr_mean, _ = store.offer_prior(None)
     assert new["offer_ctr"] == pytest.approx(g_mean, rel=1e-12) == new["uc_ctr"]
@@ -181,3 +181,26 @@ def test_recorded_events_move_the_features(built: tuple[Path, datetime]) -> None
     assert after["user_hours_since_last_visit"][0] == pytest.approx(5 / 60)
     assert after["user_hours_since_last_click"][0] == pytest.approx(4 / 60)
     assert after["offer_clicks_recent"][0] == pytest.approx(np.exp(-4 * 60 / store.tau))
+
+
+def test_events_at_or_after_the_request_time_are_not_seen(tmp_path: Path) -> None:
+    """Logging a page's own impressions (and a later click) before scoring it again changes
+    nothing for that request; a later request sees them."""
+    simulate(SimulateConfig(users=100, offers=40, days=2, seed=3), tmp_path / "raw")
+    build_features(tmp_path / "raw", tmp_path / "f")
+    store = OnlineStore.load(tmp_path / "f")
+    t = datetime(2026, 3, 1, 10)
+    request = {"user_id": "brand-new", "ts": t, "context": {"device": "ios"},
+               "candidates": [{"offer_id": "o00001", "features": {"price": 9.0}},
+                              {"offer_id": "o00002", "features": {"price": 12.0}}]}
+    before = store.feature_columns(request)
+    store.apply(Event("impression", "brand-new", "o00001", t, 1))
+    store.apply(Event("impression", "brand-new", "o00002", t, 2))
+    store.apply(Event("click", "brand-new", "o00001", t + timedelta(hours=2)))
+    again = store.feature_columns(request)
+    for name, values in before.items():
+        assert np.array_equal(values, again[name], equal_nan=True) if values.dtype.kind == "f" \
+            else list(values) == list(again[name]), name
+    later = store.feature_columns({**request, "ts": t + timedelta(hours=3)})
+    assert list(later["user_impressions"]) == [2.0, 2.0] and list(later["uo_clicks"]) == [1.0, 0.0]
+    assert list(later["imp_x_price"]) == [9.0, 12.0]  # the request carries the raw column name
