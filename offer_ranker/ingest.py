@@ -108,21 +108,7 @@ def ingest(
                 _check(con, raw, given)
             sql.run(con, "ingest/labelled.sql")
             for raw in track(files, "writing tables", len(files)):
-                name = raw.table.name
-                relation = "labelled_impressions" if raw.table is IMPRESSIONS else f"clean_{name}"
-                output = stage.path(f"{name}.parquet")
-                sql.run(con, "ingest/write.sql", relation=relation, path=sql.literal(output),
-                        compression=cfg.compression)
-                entry = _account(con, raw, output)
-                entry["output"] = f"{name}.parquet"
-                if entry["quarantined"]:
-                    target = f"quarantine/{name}.parquet"
-                    sql.run(con, "ingest/quarantine.sql", view=_view(name), table=name,
-                            path=sql.literal(stage.path(target)), compression=cfg.compression)
-                    entry["quarantine"] = target
-                else:  # a quarantine file from an earlier run must not look like this run's
-                    stage.remove(f"quarantine/{name}.parquet")
-                report["tables"][name] = entry
+                report["tables"][raw.table.name] = _write(con, stage, raw, cfg)
             report["labels"] = _label_summary(con, stage.root / "impressions.parquet")
             report["reasons"] = {r: REASONS[r] for t in report["tables"].values()
                                  for r in t["quarantined_by_reason"]}
@@ -134,6 +120,27 @@ def ingest(
     finally:
         con.close()
     return report
+
+
+def _write(con: duckdb.DuckDBPyConnection, stage: Any, raw: RawFile, cfg: IngestConfig) -> dict[str, Any]:
+    """Stage one table's accepted rows (and quarantine) and account for them."""
+    name = raw.table.name
+    relation = "labelled_impressions" if raw.table is IMPRESSIONS else f"clean_{name}"
+    output = stage.path(f"{name}.parquet")
+    try:
+        sql.run(con, "ingest/write.sql", relation=relation, path=sql.literal(output), compression=cfg.compression)
+        entry = _account(con, raw, output)
+        entry["output"] = f"{name}.parquet"
+        if entry["quarantined"]:
+            target = f"quarantine/{name}.parquet"
+            sql.run(con, "ingest/quarantine.sql", view=_view(name), table=name,
+                    path=sql.literal(stage.path(target)), compression=cfg.compression)
+            entry["quarantine"] = target
+        else:  # a quarantine file from an earlier run must not look like this run's
+            stage.remove(f"quarantine/{name}.parquet")
+    except duckdb.Error as exc:
+        raise IngestError(f"{raw.path or name}: cannot be ingested: {_first_line(exc)}") from None
+    return entry
 
 
 def _view(table: str) -> str:
