@@ -15,6 +15,7 @@ Outputs in ``out``, all moved into place together once everything is written::
 
 from __future__ import annotations
 
+import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from offer_ranker.schema import IMPRESSIONS, TABLES, Table
 
 #: Why a row was quarantined, in plain words (the report repeats these).
 REASONS = {
+    "malformed_row": "the CSV line does not split into the header's columns (too many or too few fields)",
     "null_request_id": "request_id is missing or blank",
     "null_user_id": "user_id is missing or blank",
     "null_offer_id": "offer_id is missing or blank",
@@ -168,13 +170,16 @@ def _open(con: duckdb.DuckDBPyConnection, raw_dir: Path, table: Table, cfg: Inge
     if path is None:
         missing = _null_columns(table.known, {})
         sql.run(con, "ingest/read_empty.sql", view=view, missing=missing)
+        sql.run(con, "ingest/no_malformed.sql", table=table.name)
         return RawFile(table, None, {f"parse_{c}": "ts_from_text" for c in TS_COLUMNS[table.name]})
     try:
         if path.suffix == ".parquet":
             probe = con.read_parquet(str(path))
-        else:
-            probe = con.read_csv(str(path), header=True, all_varchar=True)
-        columns, types = tuple(probe.columns), tuple(str(t) for t in probe.types)
+            columns, types = tuple(probe.columns), tuple(str(t) for t in probe.types)
+        else:  # the header line itself: DuckDB's sniffer can misread a small file with a ragged row
+            with path.open(newline="") as handle:
+                columns = tuple(next(csv.reader(handle), []))
+            types = ("VARCHAR",) * len(columns)
     except duckdb.Error as exc:
         kind = "Parquet" if path.suffix == ".parquet" else "CSV"
         raise IngestError(f"{path}: cannot be read as {kind}: {_first_line(exc)}") from None
@@ -188,12 +193,13 @@ def _open(con: duckdb.DuckDBPyConnection, raw_dir: Path, table: Table, cfg: Inge
     try:
         if path.suffix == ".parquet":
             sql.run(con, "ingest/read_parquet.sql", view=view, path=sql.literal(path), missing=missing)
+            sql.run(con, "ingest/no_malformed.sql", table=table.name)
         else:
             text_types = "{" + ", ".join(
                 f"{sql.literal(c)}: 'VARCHAR'" for c in table.known if c in type_of
             ) + "}"
-            sql.run(con, "ingest/read_csv.sql", view=view, path=sql.literal(path), missing=missing,
-                    nulls=sql.string_list(cfg.csv_nulls), types=text_types)
+            sql.run(con, "ingest/read_csv.sql", view=view, table=table.name, path=sql.literal(path),
+                    missing=missing, nulls=sql.string_list(cfg.csv_nulls), types=text_types)
     except duckdb.Error as exc:
         raise IngestError(f"{path}: cannot be read: {_first_line(exc)}") from None
     return RawFile(table, path, parsers)
@@ -260,8 +266,8 @@ def _account(con: duckdb.DuckDBPyConnection, raw: RawFile, output: Path) -> dict
         elif outcome == "flagged":
             if n:
                 flagged[reason] = int(n)
-        else:
-            counts[outcome] = int(n)
+        else:  # "read" comes in two parts: parsed rows and malformed lines
+            counts[outcome] += int(n)
     quarantined = sum(by_reason.values())
     entry = {
         "file": None if raw.path is None else str(raw.path),

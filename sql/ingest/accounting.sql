@@ -2,6 +2,10 @@
 -- written output file), flags, and quarantined by reason. duplicates = valid - accepted.
 SELECT 'read' AS outcome, NULL AS reason, count(*) AS n FROM {{ view }}
 UNION ALL
+SELECT 'read', NULL, count(*) FROM malformed_{{ table }}
+UNION ALL
+SELECT 'quarantined', 'malformed_row', count(*) FROM malformed_{{ table }} HAVING count(*) > 0
+UNION ALL
 SELECT 'valid', NULL, count(*) FROM outcomes_{{ table }} WHERE _reason IS NULL
 UNION ALL
 SELECT 'accepted', NULL, count(*) FROM read_parquet({{ output }})

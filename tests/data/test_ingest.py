@@ -119,7 +119,24 @@ def test_each_invalid_row_is_quarantined_with_its_reason(tmp_path: Path, table: 
 
 
 def test_every_reason_is_covered_by_a_case() -> None:
-    assert {reason for _, _, reason in INVALID_ROWS} == set(REASONS)
+    # malformed_row needs a line that is not a row at all: test_malformed_csv_lines_are_quarantined
+    assert {reason for _, _, reason in INVALID_ROWS} == set(REASONS) - {"malformed_row"}
+
+
+def test_malformed_csv_lines_are_quarantined(tmp_path: Path) -> None:
+    raw = write_csv(tmp_path / "raw", toy_tables())
+    lines = (raw / "clicks.csv").read_text().splitlines()
+    # data rows: 1, 2 good; 3 too many fields; 4 too few; 5 bad ts; 6 good (a duplicate of row 1)
+    lines += ["r2,o1,2026-01-05T11:00:10Z,EXTRA,MORE", "r2,o1", "r1,o2,yesterday", lines[1]]
+    (raw / "clicks.csv").write_text("\n".join(lines) + "\n")
+    report = ingest(raw, tmp_path / "out")
+    clicks = report["tables"]["clicks"]
+    assert clicks["read"] == 6 and clicks["accepted"] == 2 and clicks["duplicates"] == 1
+    assert clicks["quarantined_by_reason"] == {"malformed_row": 2, "bad_ts": 1}
+    quarantined = pl.read_parquet(tmp_path / "out" / "quarantine" / "clicks.parquet")
+    assert quarantined.select("_row", "_reason").rows() == [(3, "malformed_row"), (4, "malformed_row"), (5, "bad_ts")]
+    assert quarantined["_raw_line"].to_list()[:2] == ["r2,o1,2026-01-05T11:00:10Z,EXTRA,MORE", "r2,o1"]
+    assert _labels(tmp_path / "out") == EXPECTED_LABELS
 
 
 @pytest.mark.parametrize("token", ["", "NULL", "NA"])
