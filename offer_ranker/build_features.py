@@ -131,7 +131,7 @@ def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config
                              "columns": "".join(f", {sql.ident(f.name)}" for _, f in extras)}
     steps = ("events", "priors", *GROUPS)
     for step in track(steps, "building features", len(steps)):
-        sql.run(con, f"features/{step}.sql", **_only(f"features/{step}.sql", params))
+        sql.run(con, f"features/{step}.sql", **params)
     train = stage.path("train.parquet")
     sql.run(con, "features/assemble.sql", path=sql.literal(train))
     features = FEATURES + tuple(f for _, f in extras)
@@ -164,12 +164,6 @@ def _params(cfg: Config) -> dict[str, str]:
     return {"min_evidence": str(f.min_evidence), "min_group": str(f.min_group),
             "fallback_ctr": repr(f.fallback_ctr), "fallback_cvr": repr(f.fallback_cvr),
             "fallback_strength": repr(f.fallback_strength)}
-
-
-def _only(name: str, params: dict[str, str]) -> dict[str, str]:
-    """The parameters a SQL file uses (files take different subsets)."""
-    text = sql.load(name)
-    return {k: v for k, v in params.items() if "{{ " + k + " }}" in text}
 
 
 def _passthrough_columns(con: duckdb.DuckDBPyConnection, source: Path) -> Extras:

@@ -114,7 +114,7 @@ def _run_simulate(cfg: Config, out: Path) -> None:
     result = run(cfg.simulate, out, track=console.track)
     console.summary(
         f"simulate -> {out}",
-        {name: path for name, path in result.paths.items()},
+        dict(result.paths),
         {
             "impressions": f"{result.impressions:,} in {result.requests:,} requests",
             "clicks / conversions": f"{result.clicks:,} / {result.conversions:,}",

@@ -111,7 +111,7 @@ def ingest(
             sql.run(con, "ingest/labelled.sql")
             for raw in track(files, "writing tables", len(files)):
                 report["tables"][raw.table.name] = _write(con, stage, raw, cfg)
-            report["labels"] = _label_summary(con, stage.root / "impressions.parquet")
+            report["labels"] = _label_summary(con, stage.path("impressions.parquet"))
             report["reasons"] = {r: REASONS[r] for t in report["tables"].values()
                                  for r in t["quarantined_by_reason"]}
             report["flags"] = {f: FLAGS[f] for t in report["tables"].values() for f in t["flagged"]}
@@ -171,24 +171,10 @@ def _open(con: duckdb.DuckDBPyConnection, raw_dir: Path, table: Table, cfg: Inge
         missing = _null_columns(table.known, {})
         sql.run(con, "ingest/read_empty.sql", view=view, missing=missing)
         sql.run(con, "ingest/no_malformed.sql", table=table.name)
-        return RawFile(table, None, {f"parse_{c}": "ts_from_text" for c in TS_COLUMNS[table.name]})
-    try:
-        if path.suffix == ".parquet":
-            probe = con.read_parquet(str(path))
-            columns, types = tuple(probe.columns), tuple(str(t) for t in probe.types)
-        else:  # the header line itself: DuckDB's sniffer can misread a small file with a ragged row
-            with path.open(newline="") as handle:
-                columns = tuple(next(csv.reader(handle), []))
-            types = ("VARCHAR",) * len(columns)
-    except duckdb.Error as exc:
-        kind = "Parquet" if path.suffix == ".parquet" else "CSV"
-        raise IngestError(f"{path}: cannot be read as {kind}: {_first_line(exc)}") from None
-    _check_columns(path, table, columns)
-    type_of = dict(zip(columns, types))
-    if path.suffix == ".csv":  # contract columns of a CSV are read as text
-        parsers = {f"parse_{c}": "ts_from_text" for c in TS_COLUMNS[table.name]}
-    else:
-        parsers = {f"parse_{c}": _ts_parser(path, c, type_of.get(c)) for c in TS_COLUMNS[table.name]}
+        return RawFile(table, None, {f"parse_{c}": _ts_parser(raw_dir, c, None) for c in TS_COLUMNS[table.name]})
+    type_of = _column_types(con, path)
+    _check_columns(path, table, tuple(type_of))
+    parsers = {f"parse_{c}": _ts_parser(path, c, type_of.get(c)) for c in TS_COLUMNS[table.name]}
     missing = _null_columns(table.optional, type_of)
     try:
         if path.suffix == ".parquet":
@@ -203,6 +189,21 @@ def _open(con: duckdb.DuckDBPyConnection, raw_dir: Path, table: Table, cfg: Inge
     except duckdb.Error as exc:
         raise IngestError(f"{path}: cannot be read: {_first_line(exc)}") from None
     return RawFile(table, path, parsers)
+
+
+def _column_types(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
+    """Column -> DuckDB type of a raw file. A CSV's columns come from its header line and are
+    text (its contract columns are read as text); DuckDB's sniffer can misread a small file
+    with a ragged row."""
+    try:
+        if path.suffix == ".parquet":
+            probe = con.read_parquet(str(path))
+            return {c: str(t) for c, t in zip(probe.columns, probe.types)}
+        with path.open(newline="", encoding="utf-8") as handle:
+            return dict.fromkeys(next(csv.reader(handle), []), "VARCHAR")
+    except (duckdb.Error, OSError, UnicodeDecodeError, csv.Error) as exc:
+        kind = "Parquet" if path.suffix == ".parquet" else "CSV"
+        raise IngestError(f"{path}: cannot be read as {kind}: {_first_line(exc)}") from None
 
 
 def _check_columns(path: Path, table: Table, columns: tuple[str, ...]) -> None:

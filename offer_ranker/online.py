@@ -92,12 +92,6 @@ def _smoothed(successes, trials, mean, strength):
     return (successes + mean * strength) / (trials + strength)
 
 
-def _beta_strength(mean: float, variance: float, inv_n: float) -> float:
-    """``beta_strength`` of setup.sql."""
-    spread = variance - mean * (1 - mean) * inv_n
-    return min(max(mean * (1 - mean) / spread - 1, 2.0), 10000.0) if spread > 0 else 10000.0
-
-
 def _hours(later: int | np.ndarray, earlier: int | np.ndarray) -> float | np.ndarray:
     """``hours_between(earlier, later)`` of setup.sql; NaN where either is ``NULL_TS``."""
     later, earlier = np.asarray(later), np.asarray(earlier)
@@ -226,7 +220,6 @@ class OnlineStore:
         self._offer_ids = pl.Series(self._offer_ids_pa).to_numpy()  # object array of str
         state = np.column_stack([_floats(t[c]) for c in OFFER_STATE]) if t.num_rows else np.zeros((0, 6))
         self._offer_state = np.vstack([state, np.zeros((1, 6))])  # (offers + 1, 6)
-        self._global = self._global_prior(state)
         codes, levels = _strings(t["category"])  # code -1 (NULL, or the unknown offer) -> None
         self._offer_category, self._category_names = np.append(codes, -1), levels.to_pylist() + [None]
         codes, levels = _strings(t["partner"])
@@ -252,26 +245,14 @@ class OnlineStore:
             return np.array(levels.to_pylist() + [None], dtype=object)[np.append(codes, -1)]
         return np.append(_floats(col), np.nan)
 
-    def _global_prior(self, state: np.ndarray) -> tuple[float, float, float, float]:
-        """The global offer prior (category ''), refitted as priors.sql does from the offers'
-        lifetime counts; exact when the snapshot is taken at midnight of ``prior_day`` or after
-        the last event, as those counts then equal the events of the days before."""
-        s = self.settings
-
-        def fit(successes: np.ndarray, trials: np.ndarray, fallback: float) -> tuple[float, float]:
-            keep = trials >= s["min_evidence"]
-            if keep.sum() < s["min_group"]:
-                return fallback, float(s["fallback_strength"])
-            rate, n = successes[keep] / trials[keep], trials[keep]
-            mean = float(rate.mean())
-            return mean, _beta_strength(mean, float(((rate - mean) ** 2).mean()), float((1 / n).mean()))
-
-        return (*fit(state[:, 1], state[:, 0], s["fallback_ctr"]), *fit(state[:, 2], state[:, 1], s["fallback_cvr"]))
-
     def _load_priors(self, rows: list[dict[str, Any]]) -> None:
         self._offer_priors = {r["key"]: (r["ctr_mean"], r["ctr_strength"], r["cvr_mean"], r["cvr_strength"])
                               for r in rows if r["kind"] == "offer"}
-        self._offer_priors.setdefault("", self._global)
+        # '' is the global prior (priors.sql always writes it); the configured fallback if absent
+        s = self.settings
+        self._offer_priors.setdefault("", (s["fallback_ctr"], float(s["fallback_strength"]),
+                                           s["fallback_cvr"], float(s["fallback_strength"])))
+        self._global = self._offer_priors[""]
         user = [(r["ctr_mean"], r["ctr_strength"]) for r in rows if r["kind"] == "user"]
         self.user_prior = user[0] if user else (self.settings["fallback_ctr"], self.settings["fallback_strength"])
         self._position_ctr = {int(r["key"]): r["ctr_mean"] for r in rows if r["kind"] == "position"}

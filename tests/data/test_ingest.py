@@ -233,6 +233,10 @@ def _garbage_parquet(raw: Path) -> None:
     (raw / "offers.parquet").write_bytes(b"PAR1 this is not really parquet")
 
 
+def _binary_csv(raw: Path) -> None:
+    (raw / "users.csv").write_bytes(b"\xff\xfe\x00garbage\x81\x82\n")
+
+
 def _integer_ts(raw: Path) -> None:
     frame = pl.read_csv(raw / "clicks.csv").with_columns(pl.lit(1736071200, dtype=pl.Int64).alias("ts"))
     frame.write_parquet(raw / "clicks.parquet")
@@ -253,6 +257,7 @@ CONTRACT_ERRORS = [
     (_both_formats, r"both users\.parquet and users\.csv exist"),
     (_truncated_parquet, r"impressions\.parquet: cannot be read as Parquet"),
     (_garbage_parquet, r"offers\.parquet: cannot be read as Parquet"),
+    (_binary_csv, r"users\.csv: cannot be read as CSV"),
     (_integer_ts, r"clicks\.parquet: column 'ts' has type BIGINT; expected a timestamp"),
     (_reserved_column, r"users\.csv: column name\(s\) \['_row'\] are reserved"),
     (_column_ingest_adds, r"impressions\.csv: column name\(s\) \['value'\] are reserved"),
