@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,89 @@ def features(raw: Path, out: Path, config_file: Path | None) -> None:
     _run_features(cfg, raw, out)
 
 
+def _iso(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected an ISO 8601 timestamp such as 2026-01-15T00:00:00, got {value!r}") from None
+
+
+features_option = click.option("--features", "features_dir", type=ExistingDir, required=True,
+                               help="Output folder of `offer-ranker features`.")
+model_option = click.option("--model", "tag", default="latest", show_default=True,
+                            help="Bundle tag in the BentoML model store (offer_ranker:<version>, or a version).")
+
+
+@main.command()
+@features_option
+@click.option("--train-until", callback=_iso, help="Train on impressions before this ISO 8601 time "
+              "[default: the first 80% of the time range].")
+@click.option("--engine", type=click.Choice(["lightgbm", "xgboost"]), help="[default: lightgbm]")
+@click.option("--objective", type=click.Choice(["clicks", "conversions", "revenue"]), help="[default: clicks]")
+@click.option("--tune", "tune_trials", type=int, help="Optuna trials for the ranker [default: 0, no tuning].")
+@config_option
+@_errors_as_messages
+def train(features_dir: Path, config_file: Path | None, **flags: Any) -> None:
+    """Train the ranker, the calibrated click model and the conversion model; save the bundle.
+
+    Prints the bundle's tag (offer_ranker:<version>) on stdout.
+    """
+    cfg = _config(config_file, train=flags)
+    click.echo(_run_train(cfg, features_dir))
+
+
+@main.command()
+@model_option
+@features_option
+@click.option("--out", type=PathArg, required=True, help="Parquet file for the scores.")
+@click.option("--from", "start", callback=_iso, help="Score impressions from this ISO 8601 time on [default: all].")
+@_errors_as_messages
+def score(tag: str, features_dir: Path, out: Path, start: datetime | None) -> None:
+    """Write request_id, offer_id, score and p_click (at the logged slot) for every impression."""
+    from offer_ranker.bundle import load
+    from offer_ranker.scoring import score_file
+
+    path, rows = score_file(load(tag), features_dir, out, start)
+    console.summary(f"score -> {path}", {"scores": path}, {"impressions": f"{rows:,}"})
+
+
+@main.command()
+@model_option
+@features_option
+@click.option("--out", type=PathArg, required=True, help="Folder for metrics.json and report.html.")
+@click.option("--truth", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="ground_truth.parquet of simulated logs [default: found next to the raw logs, if any].")
+@config_option
+@_errors_as_messages
+def evaluate(tag: str, features_dir: Path, out: Path, truth: Path | None, config_file: Path | None) -> None:
+    """Evaluate a bundle on the impressions after its training window, against the baselines."""
+    cfg = _config(config_file)
+    _run_evaluate(cfg, tag, features_dir, out, truth)
+
+
+@main.group()
+def models() -> None:
+    """The model bundles in the BentoML model store."""
+
+
+@models.command("list")
+@_errors_as_messages
+def models_list() -> None:
+    """List bundles, newest first: tag, engine, objective, training window, validation metrics."""
+    from offer_ranker.bundle import listing
+
+    rows = listing()
+    if not rows:
+        click.echo("no bundles yet: train one with `offer-ranker train --features DIR`")
+        return
+    for row in rows:
+        metrics = ", ".join(f"{k.removeprefix('metric_')}={v:.4f}" for k, v in row.items() if k.startswith("metric_"))
+        click.echo(f"{row['tag']}  {row['created']}  {row.get('engine', '?')}/{row.get('objective', '?')}  "
+                   f"trained {row.get('train_from', '?')[:16]} .. {row.get('train_until', '?')[:16]}  {metrics}")
+
+
 @main.command()
 @click.option("--out", type=PathArg, default=Path("runs/quickstart"), show_default=True,
               help="Folder for everything the run writes.")
@@ -100,12 +184,14 @@ def features(raw: Path, out: Path, config_file: Path | None) -> None:
 @config_option
 @_errors_as_messages
 def quickstart(out: Path, config_file: Path | None, **flags: Any) -> None:
-    """Run the whole pipeline on simulated data: simulate, ingest, build features."""
+    """Run the whole pipeline on simulated data: simulate, ingest, features, train, evaluate."""
     cfg = _config(config_file, simulate=flags)
     _run_simulate(cfg, out / "raw")
     _run_ingest(cfg, out / "raw", out / "ingested")
     _run_features(cfg, out / "ingested", out / "features")
-    console.err.print(f"\n[bold]quickstart done[/bold]: everything is under {out}")
+    tag = _run_train(cfg, out / "features")
+    _run_evaluate(cfg, tag, out / "features", out / "evaluation", out / "raw" / "ground_truth.parquet")
+    console.err.print(f"\n[bold]quickstart done[/bold]: everything is under {out}; model {tag}")
 
 
 def _run_simulate(cfg: Config, out: Path) -> None:
@@ -156,3 +242,50 @@ def _run_features(cfg: Config, source: Path, out: Path) -> None:
         {"rows": f"{result.rows:,} impressions x {result.features} features",
          "seconds": f"{result.seconds:.1f}"},
     )
+
+
+def _run_train(cfg: Config, features_dir: Path) -> str:
+    from offer_ranker.train import train as run
+
+    result = run(features_dir, cfg, track=console.track)
+    info = result.bundle.info
+    console.summary(
+        f"train -> {result.tag}",
+        {"bundle": Path(_bundle_path(result.tag))},
+        {"engine / objective": f"{info['engine']} / {info['objective']} (orders by {info['score_model']})",
+         "window": f"{info['train_from']} .. {info['train_until']} (validation from {info['valid_from']})",
+         "rows": f"{info['rows']['fit']:,} fit + {info['rows']['valid']:,} validation",
+         "validation": ", ".join(f"{k}={v:.4f}" for k, v in info["metrics"].items()),
+         "seconds": f"{result.seconds:.1f} {info['seconds']}"},
+    )
+    return result.tag
+
+
+def _bundle_path(tag: str) -> str:
+    import bentoml
+
+    return bentoml.models.get(tag).path
+
+
+def _run_evaluate(cfg: Config, tag: str, features_dir: Path, out: Path, truth: Path | None) -> None:
+    from offer_ranker.bundle import load
+    from offer_ranker.evaluate import evaluate as run
+    from offer_ranker.report import headline_rows
+
+    report = run(load(tag), features_dir, out, cfg, truth=truth if truth and truth.exists() else None,
+                 track=console.track)
+    header, rows = headline_rows(report)
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    click.echo(f"evaluation of {report['model']} on {report['test']['requests']:,} later requests "
+               f"(95% CIs, bootstrap by request):")
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+    if report.get("ope"):
+        o = report["ope"]
+        line = (f"off-policy, {o['estimand']}: logging policy {o['logging_policy']['value']:.4f}; model: "
+                f"IPS {o['ips']['value']:.4f}, SNIPS {o['snips']['value']:.4f}, DR {o['dr']['value']:.4f}")
+        if "true_value" in o:
+            line += f"; true {o['true_value']['value']:.4f}"
+        click.echo(line)
+    console.summary(f"evaluate -> {out}", {"metrics": out / "metrics.json", "report": out / "report.html"},
+                    {"targets met": f"{sum(report['targets'].values())} of {len(report['targets'])}"})

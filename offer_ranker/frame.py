@@ -1,0 +1,115 @@
+"""From the feature build's outputs to model inputs: the feature spec, the time split, matrices.
+
+Training, scoring, evaluation and the service all turn feature columns into the model's matrix
+here, with the one :class:`FeatureSpec` stored in the model bundle, so they cannot drift apart.
+
+Categorical features become integer codes of the levels in the feature manifest (LightGBM and
+XGBoost split on them natively; no one-hot matrix). A level the manifest has not seen, or NULL,
+becomes NaN, which both engines treat as missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from offer_ranker.errors import OfferRankerError
+
+#: Columns of the training frame the evaluation needs besides the features.
+OUTCOME_COLUMNS = ("request_id", "user_id", "offer_id", "ts", "position", "label", "value", "propensity",
+                   "policy")
+
+
+class FrameError(OfferRankerError):
+    """A features folder or frame cannot be used as model input; the message says why."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The model's input columns, in order, and the levels of its categorical ones."""
+
+    names: tuple[str, ...]
+    levels: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> FeatureSpec:
+        names = tuple(f["name"] for f in manifest["features"])
+        levels = {f["name"]: tuple(manifest["categories"].get(f["name"], ()))
+                  for f in manifest["features"] if f["dtype"] == "categorical"}
+        return cls(names, levels)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeatureSpec:
+        return cls(tuple(data["names"]), {k: tuple(v) for k, v in data["levels"].items()})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"names": list(self.names), "levels": {k: list(v) for k, v in self.levels.items()}}
+
+    @property
+    def categorical(self) -> list[int]:
+        """Column indexes of the categorical features."""
+        return [i for i, name in enumerate(self.names) if name in self.levels]
+
+    def matrix(self, frame: pl.DataFrame) -> np.ndarray:
+        """(rows, features) float64 matrix of ``frame``'s feature columns, categoricals as codes."""
+        missing = [n for n in self.names if n not in frame.columns]
+        if missing:
+            raise FrameError(f"feature columns missing from the frame: {', '.join(missing)} "
+                             f"(expected the columns of the model's feature manifest)")
+        columns = []
+        for name in self.names:
+            if name in self.levels:
+                codes = {level: float(i) for i, level in enumerate(self.levels[name])}
+                col = frame[name].cast(pl.String).replace_strict(codes, default=None, return_dtype=pl.Float64)
+            else:
+                col = frame[name].cast(pl.Float64)
+            columns.append(col.fill_null(float("nan")).to_numpy())
+        return np.column_stack(columns) if columns else np.empty((frame.height, 0))
+
+
+def with_position(X: np.ndarray, position: np.ndarray | float) -> np.ndarray:
+    """``X`` with the screen position appended as the last column (1 = top slot)."""
+    column = np.broadcast_to(np.asarray(position, dtype=np.float64), (X.shape[0],))
+    return np.column_stack([X, column])
+
+
+def read_manifest(features: Path) -> dict[str, Any]:
+    path = Path(features) / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FrameError(f"{path} does not exist: FEATURES must be the output folder of "
+                         f"`offer-ranker features`") from None
+
+
+def read_frame(features: Path, *, start: datetime | None = None, end: datetime | None = None) -> pl.DataFrame:
+    """Rows of ``features/train.parquet`` with ``start <= ts < end``, requests kept contiguous."""
+    path = Path(features) / "train.parquet"
+    if not path.exists():
+        raise FrameError(f"{path} does not exist: FEATURES must be the output folder of `offer-ranker features`")
+    lazy = pl.scan_parquet(path)
+    if start is not None:
+        lazy = lazy.filter(pl.col("ts") >= start)
+    if end is not None:
+        lazy = lazy.filter(pl.col("ts") < end)
+    return lazy.collect()
+
+
+def default_split(manifest: dict[str, Any], share: float) -> datetime:
+    """The timestamp that ends the first ``share`` of the logged time range."""
+    first, last = (datetime.fromisoformat(manifest[k]) for k in ("first_ts", "last_ts"))
+    return first + (last - first) * share
+
+
+def group_sizes(request_ids: pl.Series) -> np.ndarray:
+    """Sizes of the runs of equal request ids (the frame keeps each request's rows contiguous)."""
+    sizes = request_ids.rle().struct.field("len").to_numpy().astype(np.int64)
+    if len(sizes) != request_ids.n_unique():
+        raise FrameError("the rows of a request are not contiguous in the frame; rebuild the features")
+    return sizes
