@@ -18,6 +18,8 @@ class Feature:
     window : which history it summarises, e.g. ``lifetime``, ``decayed (half-life …)``, ``at request``
     description : one plain-language sentence; the SHAP reports print it
     group : the SQL file ``sql/features/<group>.sql`` that produces it
+    monotone : +1 when the click models must not score an offer lower for a higher value (a
+        monotone constraint in LightGBM and XGBoost), -1 for the reverse, 0 for no constraint
     """
 
     name: str
@@ -26,6 +28,7 @@ class Feature:
     window: str
     description: str
     group: str
+    monotone: int = 0
 
     def __post_init__(self) -> None:
         if self.entity not in ENTITIES:

@@ -9,9 +9,9 @@ fingerprint, parameters, metrics and package versions. It is saved with
 Files in the bundle directory::
 
     bundle.json       the description above
-    ranker.model      LambdaRank booster (LightGBM text or XGBoost JSON)
-    ctr.model         click model; calibration maps its output to p_click (isotonic, in bundle.json)
-    conversion.model  P(conversion | click) model, when trained
+    ranker.txt        LambdaRank booster (LightGBM text; XGBoost: ranker.json)
+    ctr.txt           click model; calibration maps its output to p_click (isotonic, in bundle.json)
+    conversion.txt    P(conversion | click) model, when trained
     manifest.json     the feature manifest (names, descriptions, categorical levels)
     snapshot/         the online snapshot for serving
 """
@@ -32,6 +32,7 @@ from offer_ranker.errors import OfferRankerError
 from offer_ranker.frame import FeatureSpec, with_position
 
 MODEL_NAME = "offer_ranker"
+_EXT = {"lightgbm": "txt", "xgboost": "json"}
 PACKAGES = ("offer-ranker", "lightgbm", "xgboost-cpu", "duckdb", "polars", "numpy", "scikit-learn",
             "optuna", "bentoml")
 
@@ -103,10 +104,11 @@ class Bundle:
     def write(self, path: Path) -> None:
         """Write the bundle's files into the directory ``path``."""
         path.mkdir(parents=True, exist_ok=True)
-        self.ranker.save(path / "ranker.model")
-        self.ctr.save(path / "ctr.model")
+        ext = _EXT[self.info["engine"]]
+        self.ranker.save(path / f"ranker.{ext}")
+        self.ctr.save(path / f"ctr.{ext}")
         if self.conversion is not None:
-            self.conversion.save(path / "conversion.model")
+            self.conversion.save(path / f"conversion.{ext}")
         (path / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
         info = self.info | {"spec": self.spec.to_json(),
                             "calibration": {"x": list(self.calibration.x), "y": list(self.calibration.y)},
@@ -129,11 +131,12 @@ def read(path: Path) -> Bundle:
     calibration = info.pop("calibration")
     # the position column, when a model takes it, is appended last: categorical indexes hold
     engine, cats = info["engine"], spec.categorical
-    conversion = (Booster.load(engine, "classifier", path / "conversion.model", cats)
+    ext = _EXT[engine]
+    conversion = (Booster.load(engine, "classifier", path / f"conversion.{ext}", cats)
                   if info.get("has_conversion_model") else None)
     snapshot = path / "snapshot"
-    return Bundle(spec=spec, ranker=Booster.load(engine, "ranker", path / "ranker.model", cats),
-                  ctr=Booster.load(engine, "classifier", path / "ctr.model", cats),
+    return Bundle(spec=spec, ranker=Booster.load(engine, "ranker", path / f"ranker.{ext}", cats),
+                  ctr=Booster.load(engine, "classifier", path / f"ctr.{ext}", cats),
                   calibration=Calibration(tuple(calibration["x"]), tuple(calibration["y"])),
                   conversion=conversion, info=info, manifest=json.loads((path / "manifest.json").read_text()),
                   snapshot=snapshot if snapshot.exists() else None)
@@ -169,6 +172,13 @@ def load(tag: str = "latest") -> Bundle:
     bundle = read(Path(model.path))
     bundle.info["tag"] = str(model.tag)
     return bundle
+
+
+def bentoml_path(tag: str) -> str:
+    """The directory of a saved bundle in the BentoML model store."""
+    import bentoml
+
+    return bentoml.models.get(tag).path
 
 
 def listing() -> list[dict[str, Any]]:

@@ -245,13 +245,14 @@ def _run_features(cfg: Config, source: Path, out: Path) -> None:
 
 
 def _run_train(cfg: Config, features_dir: Path) -> str:
+    from offer_ranker.bundle import bentoml_path
     from offer_ranker.train import train as run
 
     result = run(features_dir, cfg, track=console.track)
     info = result.bundle.info
     console.summary(
         f"train -> {result.tag}",
-        {"bundle": Path(_bundle_path(result.tag))},
+        {"bundle": Path(bentoml_path(result.tag))},
         {"engine / objective": f"{info['engine']} / {info['objective']} (orders by {info['score_model']})",
          "window": f"{info['train_from']} .. {info['train_until']} (validation from {info['valid_from']})",
          "rows": f"{info['rows']['fit']:,} fit + {info['rows']['valid']:,} validation",
@@ -259,12 +260,6 @@ def _run_train(cfg: Config, features_dir: Path) -> str:
          "seconds": f"{result.seconds:.1f} {info['seconds']}"},
     )
     return result.tag
-
-
-def _bundle_path(tag: str) -> str:
-    import bentoml
-
-    return bentoml.models.get(tag).path
 
 
 def _run_evaluate(cfg: Config, tag: str, features_dir: Path, out: Path, truth: Path | None) -> None:

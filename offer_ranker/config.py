@@ -103,9 +103,11 @@ class TrainConfig(_Strict):
         100, ge=1, description="rounds without validation improvement before stopping (NDCG@3 on sparse "
         "clicks is noisy: 30 stopped the ranker after ~40 rounds and cost 4 points of efficiency)")
     score_model: Literal["auto", "ranker", "click_model"] = Field(
-        "auto", description="which model orders the page for the clicks and conversions objectives; "
-        "auto: the one with the higher validation NDCG@3")
-    learning_rate: float = Field(0.05, gt=0, le=1)
+        "click_model", description="which model orders the page for the clicks and conversions objectives. "
+        "On the simulator the pointwise click model at the top slot orders better than LambdaRank "
+        "(efficiency 0.85 vs 0.80-0.82), which learns only from the requests with a click; auto picks "
+        "the higher validation NDCG@3 of logged clicks, a position-biased proxy that preferred the ranker")
+    learning_rate: float = Field(0.1, gt=0, le=1)
     num_leaves: int = Field(31, ge=2, le=4096)
     min_data_in_leaf: int = Field(200, ge=1)
     feature_fraction: float = Field(0.8, gt=0, le=1)

@@ -106,6 +106,8 @@ def _lgb_fit(train: RankData, valid: RankData, params: dict[str, Any], kind: str
              rounds: int, early_stopping: int, position_aware: bool, report: Report | None) -> Booster:
     import lightgbm as lgb
 
+    params = _fit_constraints(params, train.X.shape[1])
+
     ranking = kind == "ranker"
 
     def dataset(d: RankData, reference: Any = None) -> Any:
@@ -123,6 +125,16 @@ def _lgb_fit(train: RankData, valid: RankData, params: dict[str, Any], kind: str
                       valid_names=["valid"], callbacks=callbacks)
     curve = next(iter(history["valid"].values()))
     return Booster("lightgbm", kind, model, categorical, model.best_iteration, [float(v) for v in curve])
+
+
+def _fit_constraints(params: dict[str, Any], columns: int) -> dict[str, Any]:
+    """Trim or drop the monotone constraints to the matrix's columns (inputs without position)."""
+    constraints = params.get("monotone_constraints")
+    if constraints is None:
+        return params
+    constraints = list(constraints)[:columns]
+    return params | {"monotone_constraints": constraints} if any(constraints) else {
+        k: v for k, v in params.items() if k != "monotone_constraints"}
 
 
 def _lgb_to_xgb(params: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +170,9 @@ def _xgb_fit(train: RankData, valid: RankData, extra: dict[str, Any], kind: str,
 
     params = _lgb_to_xgb(extra) | {k: v for k, v in extra.items() if k in (
         "objective", "eval_metric", "lambdarank_unbiased")}
+    constraints = _fit_constraints(extra, train.X.shape[1]).get("monotone_constraints")
+    if constraints:
+        params["monotone_constraints"] = "(" + ",".join(str(int(c)) for c in constraints) + ")"
     if ranking:
         params["ndcg_exp_gain"] = False
     dtrain, dvalid = dmatrix(train), dmatrix(valid)

@@ -35,6 +35,7 @@ from offer_ranker.config import Config
 from offer_ranker.console import Track, no_track
 from offer_ranker.frame import FrameError, read_frame
 from offer_ranker.io import staged_outputs
+from offer_ranker.rankers import PopularityRanker, RandomRanker, offer_hash
 from offer_ranker.train import make_slice
 
 #: Impression-level statistics (AUC, ECE) are recomputed on this many of the bootstrap resamples.
@@ -80,15 +81,14 @@ def load_test(bundle: Bundle, features: Path, truth: Path | None, cfg: Config) -
     return TestSet(frame, s.X, s.groups, label, (label >= 1).astype(np.float64),
                    frame["position"].to_numpy().astype(np.int64), propensity, p_attract, p_click_true,
                    is_new[firsts] > 0.5, seen < cfg.evaluate.new_offer_impressions,
-                   frame["offer_id"].hash(seed=cfg.evaluate.seed).to_numpy())
+                   offer_hash(frame["offer_id"].to_list()))
 
 
 def method_scores(bundle: Bundle, t: TestSet, seed: int) -> dict[str, np.ndarray]:
-    scores = {"model": bundle.score(t.X),
-              "random": np.random.default_rng(seed).random(len(t.click)),
+    scores = {"model": bundle.score(t.X), "random": RandomRanker(seed).score(t.X),
               "logged": -t.position.astype(np.float64)}
     if "offer_ctr" in bundle.spec.names:
-        scores["popularity"] = np.nan_to_num(t.X[:, bundle.spec.names.index("offer_ctr")], nan=0.0)
+        scores["popularity"] = PopularityRanker(bundle.spec).score(t.X)
     if t.p_attract is not None:
         scores["oracle"] = t.p_attract
     return scores

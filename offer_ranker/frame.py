@@ -52,6 +52,13 @@ class FeatureSpec:
         return {"names": list(self.names), "levels": {k: list(v) for k, v in self.levels.items()}}
 
     @property
+    def monotone(self) -> list[int]:
+        """Monotone constraint of each column (from the feature definitions; 0 for unknown names)."""
+        from offer_ranker.features import BY_NAME
+
+        return [BY_NAME[n].monotone if n in BY_NAME else 0 for n in self.names]
+
+    @property
     def categorical(self) -> list[int]:
         """Column indexes of the categorical features."""
         return [i for i, name in enumerate(self.names) if name in self.levels]

@@ -116,7 +116,8 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
     fit = make_slice(frame.filter(pl.col("ts") < valid_from), spec)
     valid = make_slice(frame.filter(pl.col("ts") >= valid_from), spec)
     _check(fit, valid, valid_from, until)
-    params = base_params(cfg)
+    # + 1: the position column the click model (and the ranker, by default) takes last
+    params = base_params(cfg) | {"monotone_constraints": [*spec.monotone, 0]}
     seconds: dict[str, float] = {}
     tuned: dict[str, Any] = {}
 
