@@ -1,0 +1,111 @@
+"""Model quality and training time on the default simulator, both engines, next to baselines.
+
+    python benchmarks/bench_model.py [--impressions 1250000]
+
+Simulates about ``--impressions`` impressions (14 days), builds features, then for each engine
+trains on the first 80% of the time range (about 1M impressions at the default) and evaluates on
+the rest: efficiency vs the oracle, true NDCG@3, AUC, ECE, the off-policy estimates next to the
+true value, and the training time. The timing baseline, measured in the same run on the same
+matrix, is one plain LightGBM binary fit of 100 rounds; ratios are the figures to compare
+across machines. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--impressions", type=int, default=1_250_000)
+    parser.add_argument("--engines", default="lightgbm,xgboost")
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "model.json")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+        os.environ["BENTOML_HOME"] = f"{tmp}/bentoml"
+        result = run(Path(tmp), args.impressions, args.engines.split(","))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result)
+    print(f"\nwrote {args.json}")
+
+
+def run(tmp: Path, impressions: int, engines: list[str]) -> dict:
+    import lightgbm as lgb
+    import numpy as np
+    import polars as pl
+
+    from offer_ranker.build_features import build_features
+    from offer_ranker.bundle import load
+    from offer_ranker.config import Config
+    from offer_ranker.evaluate import evaluate
+    from offer_ranker.frame import FeatureSpec, read_frame, read_manifest, with_position
+    from offer_ranker.simulate import simulate, users_for_impressions
+    from offer_ranker.train import split_times, train
+
+    base = Config.model_validate({"simulate": {"users": users_for_impressions(impressions)}})
+    simulate(base.simulate, tmp / "raw")
+    build_features(tmp / "raw", tmp / "features", base)
+    manifest = read_manifest(tmp / "features")
+    _, _, until = split_times(manifest, base)
+    frame = read_frame(tmp / "features", end=until)
+    spec = FeatureSpec.from_manifest(manifest)
+    X = with_position(spec.matrix(frame), frame["position"].to_numpy().astype(float))
+    y = (frame["label"] >= 1).to_numpy().astype(float)
+    started = time.perf_counter()
+    lgb.train({"objective": "binary", "num_threads": 2, "verbose": -1}, lgb.Dataset(X, y), num_boost_round=100)
+    baseline = time.perf_counter() - started
+    del X, frame
+
+    out = {"benchmark": "model", "impressions": manifest["rows"], "train_impressions": int(len(y)),
+           "baseline_lightgbm_100_rounds_seconds": baseline, "engines": {}}
+    for engine in engines:
+        cfg = base.model_copy(update={"train": base.train.model_copy(update={"engine": engine})})
+        started = time.perf_counter()
+        tag = train(tmp / "features", cfg).tag
+        seconds = time.perf_counter() - started
+        bundle = load(tag)
+        report = evaluate(bundle, tmp / "features", tmp / f"eval-{engine}", cfg, truth=tmp / "raw" / "ground_truth.parquet")
+        m, o = report["methods"], report["ope"]
+        out["engines"][engine] = {
+            "train_seconds": seconds, "ratio_to_baseline": seconds / baseline, "steps": bundle.info["seconds"],
+            "test_impressions": report["test"]["impressions"],
+            "methods": {name: {key: v[key] for key in ("efficiency", "true_ndcg@3", "ndcg@3", "auc", "ece")
+                               if key in v} for name, v in m.items()},
+            "new_users": report["segments"]["new_users"],
+            "ope": {k: o[k] for k in ("logging_policy", "ips", "snips", "dr", "true_value")},
+            "targets": report["targets"],
+        }
+    return out
+
+
+def print_table(result: dict) -> None:
+    print(f"\nmodel benchmark: {result['impressions']:,} simulated impressions, "
+          f"{result['train_impressions']:,} for training")
+    print(f"baseline (plain LightGBM binary, 100 rounds): {result['baseline_lightgbm_100_rounds_seconds']:.1f} s")
+    print(f"{'engine':<10}{'train s':>9}{'x base':>8}{'efficiency':>12}{'new users':>11}{'true ndcg3':>12}"
+          f"{'auc':>8}{'oracle auc':>12}{'ece':>8}{'DR err':>8}{'SNIPS err':>10}")
+    for engine, e in result["engines"].items():
+        m = e["methods"]
+        print(f"{engine:<10}{e['train_seconds']:>9.1f}{e['ratio_to_baseline']:>8.2f}"
+              f"{m['model']['efficiency']['value']:>12.3f}{e['new_users']['model']['efficiency']['value']:>11.3f}"
+              f"{m['model']['true_ndcg@3']['value']:>12.3f}{m['model']['auc']['value']:>8.3f}"
+              f"{m['oracle']['auc']['value']:>12.3f}{m['model']['ece']['value']:>8.4f}"
+              f"{e['ope']['dr']['relative_error']:>+8.1%}{e['ope']['snips']['relative_error']:>+10.1%}")
+    first = next(iter(result["engines"].values()))["methods"]
+    print("baselines (efficiency): " + ", ".join(
+        f"{n} {v['efficiency']['value']:.3f}" for n, v in first.items() if n != "model"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
