@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_snapshot.py
+	$(BIN)/python benchmarks/bench_model.py
 
 # Re-pin every dependency (runtime and dev) for Python 3.11 on Linux.
 lock: | $(BIN)/uv
