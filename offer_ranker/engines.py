@@ -78,14 +78,15 @@ class Booster:
 Report = Callable[[int, float], None]  # (iteration, validation score): tuning reports progress here
 
 
-def fit_ranker(engine: str, train: RankData, valid: RankData, params: dict[str, Any], *, categorical: list[int],
-               rounds: int, early_stopping: int, position_aware: bool = False, report: Report | None = None) -> Booster:
-    """LambdaRank on graded labels; early stopping on the validation requests' NDCG@3."""
+def fit_ranker(engine: str, train: RankData, valid: RankData, params: dict[str, Any], *, gains: tuple[float, ...],
+               categorical: list[int], rounds: int, early_stopping: int, position_aware: bool = False,
+               report: Report | None = None) -> Booster:
+    """LambdaRank on graded labels (``gains[label]`` is a label's gain); early stopping on the
+    validation requests' NDCG@3."""
     if engine == "lightgbm":
         return _lgb_fit(train, valid, {"objective": "lambdarank", "metric": "ndcg", "eval_at": [3],
-                                       "label_gain": list(params.pop("label_gain")), **params},
+                                       "label_gain": list(gains), **params},
                         "ranker", categorical, rounds, early_stopping, position_aware, report)
-    gains = params.pop("label_gain")
     return _xgb_fit(train, valid, {"objective": "rank:ndcg", "eval_metric": "ndcg@3",
                                    "lambdarank_unbiased": position_aware, **params},
                     "ranker", categorical, rounds, early_stopping, report, gains=gains)
@@ -94,7 +95,6 @@ def fit_ranker(engine: str, train: RankData, valid: RankData, params: dict[str, 
 def fit_classifier(engine: str, train: RankData, valid: RankData, params: dict[str, Any], *, categorical: list[int],
                    rounds: int, early_stopping: int) -> Booster:
     """A binary classifier (``label`` 0/1); early stopping on the validation log loss."""
-    params = {k: v for k, v in params.items() if k != "label_gain"}
     if engine == "lightgbm":
         return _lgb_fit(train, valid, {"objective": "binary", "metric": "binary_logloss", **params},
                         "classifier", categorical, rounds, early_stopping, False, None)

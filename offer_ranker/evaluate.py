@@ -118,12 +118,12 @@ def evaluate(bundle: Bundle, features: Path | str, out: Path | str, cfg: Config 
     for name in track(list(scores), "evaluating", len(scores)):
         rank = M.ranks(scores[name], t.groups, t.tiebreak)
         ranks[name] = rank
-        values = {f"ndcg@{n}": _ndcg(rank, gains, t.groups, n) for n in (1, 3, 5)}
+        values = {f"ndcg@{n}": M.ndcg_from_rank(rank, gains, t.groups, n) for n in (1, 3, 5)}
         values["mrr"] = M.mrr_per_request(rank, t.click, t.groups)
         values["p@1"] = M.precision_per_request(rank, t.click, t.groups, 1)
         values[f"p@{k}"] = M.precision_per_request(rank, t.click, t.groups, k)
         if t.p_attract is not None:
-            values[f"true_ndcg@{k}"] = _ndcg(rank, t.p_attract, t.groups, k)
+            values[f"true_ndcg@{k}"] = M.ndcg_from_rank(rank, t.p_attract, t.groups, k)
             values[f"true_clicks@{k}"] = M.dcg_per_request(rank, t.p_attract, t.groups, k, discount=exam)
         per_request[name] = values
         results[name] = {metric: _summary(v, resamples) for metric, v in values.items()}
@@ -170,13 +170,6 @@ def find_truth(features: Path) -> Path | None:
         return None
     candidate = Path(ingest_report.get("raw_dir", "")) / "ground_truth.parquet"
     return candidate if candidate.exists() else None
-
-
-def _ndcg(rank: np.ndarray, gains: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
-    dcg = M.dcg_per_request(rank, gains, groups, k)
-    ideal = M.dcg_per_request(M.ranks(gains, groups), gains, groups, k)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(ideal > 0, dcg / ideal, np.nan)
 
 
 def _summary(values: np.ndarray, resamples: np.ndarray, weights: np.ndarray | None = None) -> dict[str, Any]:
@@ -253,7 +246,7 @@ def _segments(per_request: dict[str, dict[str, np.ndarray]], t: TestSet, scores:
             continue
         entry = {"impressions": int(len(rows))}
         for name, p in probabilities.items():
-            entry[name] = {m: v for m, v in _probability_metrics(p, t, resamples, rows).items()}
+            entry[name] = _probability_metrics(p, t, resamples, rows)
         for name, rank in ranks.items():
             entry.setdefault(name, {})[f"top{k}_slots"] = {"value": int(((rank <= k) & mask).sum())}
         out[segment] = entry
@@ -273,8 +266,9 @@ def _off_policy(bundle: Bundle, t: TestSet, rank: np.ndarray, resamples: np.ndar
         "ips": _summary(ope.ips(*args), resamples),
         "dr": _summary(ope.dr(*args, p_click_at=p_at), resamples),
     }
-    snips = [ope.snips(*args, requests=sample) for sample in resamples]
-    out["snips"] = {"value": ope.snips(*args), "ci": [float(v) for v in np.percentile(snips, [2.5, 97.5])]}
+    wc, ws = ope.snips_terms(*args)
+    snips = [ope.snips_ratio(wc[sample], ws[sample]) for sample in resamples]
+    out["snips"] = {"value": ope.snips_ratio(wc, ws), "ci": [float(v) for v in np.percentile(snips, [2.5, 97.5])]}
     if t.p_attract is not None:
         out["true_value"] = _summary(ope.true_value(rank, t.p_attract, exam, t.groups, k), resamples)
         truth = out["true_value"]["value"]

@@ -21,10 +21,6 @@ import polars as pl
 
 from offer_ranker.errors import OfferRankerError
 
-#: Columns of the training frame the evaluation needs besides the features.
-OUTCOME_COLUMNS = ("request_id", "user_id", "offer_id", "ts", "position", "label", "value", "propensity",
-                   "policy")
-
 
 class FrameError(OfferRankerError):
     """A features folder or frame cannot be used as model input; the message says why."""

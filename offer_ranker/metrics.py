@@ -42,7 +42,12 @@ def dcg_per_request(rank: np.ndarray, gains: np.ndarray, groups: np.ndarray, k: 
 def ndcg_per_request(score: np.ndarray, gains: np.ndarray, groups: np.ndarray, k: int,
                      tiebreak: np.ndarray | None = None) -> np.ndarray:
     """NDCG@k of each request (NaN when the request has no positive gain)."""
-    dcg = dcg_per_request(ranks(score, groups, tiebreak), gains, groups, k)
+    return ndcg_from_rank(ranks(score, groups, tiebreak), gains, groups, k)
+
+
+def ndcg_from_rank(rank: np.ndarray, gains: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
+    """NDCG@k of each request given the rows' ranks (NaN when the request has no positive gain)."""
+    dcg = dcg_per_request(rank, gains, groups, k)
     ideal = dcg_per_request(ranks(gains, groups), gains, groups, k)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(ideal > 0, dcg / ideal, np.nan)

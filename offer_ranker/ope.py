@@ -42,18 +42,27 @@ def ips(new_rank: np.ndarray, position: np.ndarray, click: np.ndarray, propensit
 
 
 def snips(new_rank: np.ndarray, position: np.ndarray, click: np.ndarray, propensity: np.ndarray,
-          groups: np.ndarray, k: int, requests: np.ndarray | None = None) -> float:
-    """Self-normalised IPS over the requests ``requests`` (indexes, with repeats; default all)."""
+          groups: np.ndarray, k: int) -> float:
+    """Self-normalised IPS over all requests."""
+    return snips_ratio(*snips_terms(new_rank, position, click, propensity, groups, k))
+
+
+def snips_terms(new_rank: np.ndarray, position: np.ndarray, click: np.ndarray, propensity: np.ndarray,
+                groups: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per request and slot, the sums of w c and of w: (requests, k) each, so that bootstrap
+    resamples of requests reuse them (:func:`snips_ratio` of the resampled rows)."""
     w = _matched_weight(new_rank, position, propensity, k)
     req = request_index(groups)
     slot = np.clip(position, 1, k).astype(np.int64) - 1
-    # per request and slot: sum of w c and of w, so bootstrap resamples can reuse them
     wc = np.zeros((len(groups), k))
     ws = np.zeros((len(groups), k))
     np.add.at(wc, (req, slot), w * click)
     np.add.at(ws, (req, slot), w)
-    if requests is not None:
-        wc, ws = wc[requests], ws[requests]
+    return wc, ws
+
+
+def snips_ratio(wc: np.ndarray, ws: np.ndarray) -> float:
+    """Sum over slots of each slot's weighted click sum over its weight sum."""
     num, den = wc.sum(axis=0), ws.sum(axis=0)
     return float(np.sum(np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)))
 

@@ -99,7 +99,7 @@ def ranker_data(s: Slice, cfg: Config) -> RankData:
 def fit_ranker_for(fit: Slice, valid: Slice, cfg: Config, params: dict[str, Any], report: Any = None) -> Booster:
     t = cfg.train
     return fit_ranker(t.engine, ranker_data(fit, cfg), ranker_data(valid, cfg),
-                      params | {"label_gain": GAINS[t.objective]}, categorical=fit.categorical,
+                      params, gains=GAINS[t.objective], categorical=fit.categorical,
                       rounds=t.rounds, early_stopping=t.early_stopping,
                       position_aware=t.position_bias == "lambdarank", report=report)
 
@@ -132,11 +132,11 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
             tuned = tune(fit, valid, cfg, params)
             params |= tuned["best_params"]
         elif step == "ranker":
-            boosters["ranker"] = fit_ranker_for(fit, valid, cfg, dict(params))
+            boosters["ranker"] = fit_ranker_for(fit, valid, cfg, params)
         elif step == "click model":
             boosters["ctr"] = fit_classifier(
                 cfg.train.engine, RankData(with_position(fit.X, fit.position), fit.clicked, fit.groups),
-                RankData(with_position(valid.X, valid.position), valid.clicked, valid.groups), dict(params),
+                RankData(with_position(valid.X, valid.position), valid.clicked, valid.groups), params,
                 categorical=spec.categorical, rounds=cfg.train.rounds, early_stopping=cfg.train.early_stopping)
         else:
             boosters["conversion"] = _fit_conversion(fit, valid, cfg, spec, params)
