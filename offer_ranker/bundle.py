@@ -93,13 +93,22 @@ class Bundle:
             return np.full(len(X), self.info.get("conversion_rate", 0.0))
         return self.conversion.predict(X)
 
-    def expected_value(self, X: np.ndarray) -> np.ndarray:
-        """p_click at the top slot x p_convert x payout (the mean conversion value when unknown)."""
+    def value_per_click(self, X: np.ndarray) -> np.ndarray:
+        """What a click is worth under the objective: 1 (clicks), p_convert (conversions), or
+        p_convert x payout (revenue; the mean conversion value where the payout is unknown)."""
+        if self.objective == "clicks":
+            return np.ones(len(X))
+        if self.objective == "conversions":
+            return self.p_convert(X)
         payout = np.full(len(X), self.info.get("mean_value", 1.0))
         if "offer_payout" in self.spec.names:
             known = X[:, self.spec.names.index("offer_payout")]
             payout = np.where(np.isfinite(known), known, payout)
-        return self.p_click(X, 1.0) * self.p_convert(X) * payout
+        return self.p_convert(X) * payout
+
+    def expected_value(self, X: np.ndarray) -> np.ndarray:
+        """p_click at the top slot x p_convert x payout (the mean conversion value when unknown)."""
+        return self.p_click(X, 1.0) * self.value_per_click(X)
 
     def write(self, path: Path) -> None:
         """Write the bundle's files into the directory ``path``."""

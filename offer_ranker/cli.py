@@ -156,6 +156,40 @@ def evaluate(tag: str, features_dir: Path, out: Path, truth: Path | None, config
     _run_evaluate(cfg, tag, features_dir, out, truth)
 
 
+@main.command()
+@click.option("--model", "tag", default=None, help="Bundle tag or version [default: serve.model, i.e. latest].")
+@click.option("--request", "request_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True, help="JSON file with one /rank request body.")
+@click.option("--snapshot", type=ExistingDir, help="Online snapshot to use instead of the bundle's own.")
+@config_option
+@_errors_as_messages
+def rank(tag: str | None, request_file: Path, snapshot: Path | None, config_file: Path | None) -> None:
+    """Rank one request and print exactly what POST /rank would answer (same code path)."""
+    from pydantic import ValidationError
+
+    from offer_ranker.api import RankRequest, RequestError
+    from offer_ranker.serving import Engine
+
+    cfg = _config(config_file, serve={"model": tag, "snapshot": snapshot, "prediction_log": None}).serve
+    try:
+        request = RankRequest.model_validate_json(request_file.read_bytes())
+    except ValidationError as exc:
+        raise click.ClickException(f"{request_file} is not a valid /rank request:\n" + _errors(exc)) from None
+    engine = Engine.load(cfg)
+    if engine.bundle is None:
+        raise click.ClickException("; ".join(engine.problems))
+    try:
+        click.echo(engine.rank(request).response.model_dump_json())
+    except RequestError as exc:
+        raise click.ClickException(f"{request_file}: {exc}") from None
+    finally:
+        engine.close()
+
+
+def _errors(exc: Exception) -> str:
+    return "\n".join(f"  {'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+
+
 @main.group()
 def models() -> None:
     """The model bundles in the BentoML model store."""

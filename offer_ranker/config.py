@@ -138,12 +138,48 @@ class EvaluateConfig(_Strict):
     seed: int = Field(0, ge=0)
 
 
+class ServeConfig(_Strict):
+    """The ranking service (``bentoml serve``, ``offer-ranker rank``) and its re-ranking policy."""
+
+    model: str = Field("latest", description="bundle in the BentoML model store: a tag, a version or 'latest'")
+    snapshot: Path | None = Field(
+        None, description="online snapshot folder to serve instead of the one inside the bundle (a fresher one)")
+    max_candidates: int = Field(100, ge=1, le=10_000, description="candidates a request may carry")
+    max_body_bytes: int = Field(1_000_000, ge=1_024, description="largest request body accepted")
+    mmr_lambda: float = Field(
+        0.9, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance order, 0 = most diverse")
+    similarity_weights: tuple[float, float, float] = Field(
+        (0.5, 0.3, 0.2), description="weights of same category, same partner and numeric closeness in similarity")
+    partner_cap: int = Field(1, ge=0, le=10, description="offers per partner in the top k (0 = no cap)")
+    prior_impressions: float = Field(
+        100.0, gt=0, description="offer impressions at which the model and the cold-start prior weigh equally")
+    explore_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of requests that Thompson-sample the click rates of new offers")
+    explore_below: int = Field(100, ge=1, description="offers with fewer impressions than this are explored")
+    explore_draws: int = Field(
+        200, ge=10, le=100_000, description="Monte Carlo draws that estimate the propensities of an explored list")
+    seed: int | None = Field(None, ge=0, description="seed of the exploration draws (None: fresh entropy)")
+    prediction_log: Path | None = Field(
+        Path("runs/serve/predictions.jsonl"), description="JSON-lines log of every ranking (None: off)")
+    hash_salt: str = Field("", description="salt of the user-id hash written to logs")
+    remember_requests: int = Field(
+        100_000, ge=1, description="recent requests kept so /feedback can find the user and position")
+
+    @field_validator("similarity_weights")
+    @classmethod
+    def _weights(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) < 0 or not 0.999 <= sum(value) <= 1.001:
+            raise ValueError("three non-negative weights summing to 1")
+        return value
+
+
 class Config(_Strict):
     simulate: SimulateConfig = SimulateConfig()
     ingest: IngestConfig = IngestConfig()
     features: FeaturesConfig = FeaturesConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    serve: ServeConfig = ServeConfig()
 
 
 def load_config(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:

@@ -278,6 +278,24 @@ class OnlineStore:
         """(ctr_mean, ctr_strength, cvr_mean, cvr_strength) of a category; global if it has none."""
         return self._offer_priors.get(category or "", self._offer_priors[""])
 
+    @property
+    def global_prior(self) -> tuple[float, float]:
+        """(ctr_mean, ctr_strength) of all offers: the empirical-Bayes prior of an unknown category."""
+        return self._global[0], self._global[1]
+
+    def position_ctr(self, position: int) -> float:
+        """Click rate of a slot (1-based) in the logs; a slot never logged gets the global prior."""
+        return self._position_ctr.get(int(position), self._new_position_ctr)
+
+    def partner_totals(self) -> dict[str | None, tuple[float, float]]:
+        """(impressions, clicks) of each partner's offers in the snapshot."""
+        imp, clk = self._offer_state[:-1, 0], self._offer_state[:-1, 1]
+        codes = self._offer_partner[:-1]
+        n = len(self._partner_names)
+        sums = [np.bincount(np.where(codes < 0, n - 1, codes), weights=w, minlength=n) for w in (imp, clk)]
+        return {name: (float(sums[0][i]), float(sums[1][i])) for i, name in enumerate(self._partner_names)
+                if name is not None}
+
     # ---- features -----------------------------------------------------------------------------
 
     def features(self, request: Mapping[str, Any]) -> pl.DataFrame:

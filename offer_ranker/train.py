@@ -28,6 +28,7 @@ from offer_ranker.console import Track, no_track
 from offer_ranker.engines import Booster, RankData, fit_classifier, fit_ranker
 from offer_ranker.frame import (FeatureSpec, FrameError, default_split, group_sizes, read_frame, read_manifest,
                                 with_position)
+from offer_ranker.priors import segment_lifts
 
 GAINS = {"clicks": (0.0, 1.0, 1.0), "conversions": (0.0, 1.0, 5.0), "revenue": (0.0, 1.0, 3.0)}
 #: Fewer conversions than this in the fitting slice (or a tenth of it in validation): no conversion model.
@@ -159,6 +160,7 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
         "conversion_rate": float((clicks["label"] == 2).mean() or 0.0) if clicks.height else 0.0,
         "mean_value": float(values.filter(values > 0).mean() or 1.0) if values.len() else 1.0,
         "seconds": seconds, "versions": bundles.versions(),
+        "segment_lifts": segment_lifts(fit.frame),
     }
     bundle = bundles.Bundle(spec=spec, ranker=boosters["ranker"], ctr=ctr, calibration=calibration,
                             conversion=boosters["conversion"], info=info, manifest=manifest,
