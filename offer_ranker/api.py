@@ -9,7 +9,7 @@ these models, so an invalid request gets the same answer everywhere: 400 with th
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema,
@@ -33,6 +33,19 @@ def _attribute(value: Any) -> Any:
     raise ValueError(f"must be a number, a string, a boolean or null, got {type(value).__name__}")
 
 
+def _naive_utc(ts: datetime) -> datetime:
+    """Aware times become naive UTC (the logs' convention); years outside 1970-2200 are refused."""
+    if ts.tzinfo is not None:
+        try:
+            ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC") from None
+    if not 1970 <= ts.year <= 2200:
+        raise ValueError(f"year {ts.year} is outside 1970-2200")
+    return ts
+
+
+Timestamp = Annotated[datetime, AfterValidator(_naive_utc)]
 #: A context or candidate attribute: a finite number, a string (≤ 1024 characters), a boolean or null.
 Value = Annotated[Any, AfterValidator(_attribute), WithJsonSchema(
     {"anyOf": [{"type": "number"}, {"type": "string", "maxLength": 1024}, {"type": "boolean"}, {"type": "null"}]})]
@@ -56,7 +69,7 @@ class RankRequest(_Model):
         default_factory=dict, description="device, country, surface and any other request context", max_length=256)
     k: int = Field(3, ge=1, le=10, description="offers to return")
     explain: bool = Field(False, description="add the top feature contributions of each returned offer")
-    ts: datetime | None = Field(None, description="request time (ISO 8601, UTC); default now. For replays and tests")
+    ts: Timestamp | None = Field(None, description="request time (ISO 8601, UTC); default now. For replays and tests")
 
     @field_validator("candidates")
     @classmethod
@@ -96,6 +109,8 @@ class Feedback(_Model):
     offer_id: Id
     event: Literal["click", "conversion"]
     value: float | None = Field(None, ge=0, description="conversion value (revenue)")
+    ts: Timestamp | None = Field(
+        None, description="when it happened (ISO 8601, UTC); default now, or just after the page for a dated request")
 
 
 class FeedbackResponse(BaseModel):

@@ -73,9 +73,10 @@ def fix_timeout_middleware() -> None:
     middleware._offer_ranker_fixed = True
 
 
-class BodyLimit:
-    """Answer 413 to a POST body larger than ``serve.max_body_bytes`` (declared or streamed),
-    before anything parses it."""
+class RequestGuard:
+    """Check a POST before anything parses it: a JSON body (415 for another declared content
+    type, which BentoML would try to parse as a form and fail on with a 500) of at most
+    ``serve.max_body_bytes`` (413, whether declared or streamed)."""
 
     def __init__(self, app: Any, max_bytes: int | None = None) -> None:
         if max_bytes is None:
@@ -87,7 +88,12 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if media_type not in (b"application/json", b""):
+            return await _error(send, 415, f"content type {media_type.decode('latin-1')!r} is not supported: "
+                                           "send the body as application/json", "content-type")
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             return await self._too_large(send)
         # read the body (it is small) so a streamed one is measured too, then replay it
@@ -107,11 +113,15 @@ class BodyLimit:
                                       receive), send)
 
     async def _too_large(self, send: Any) -> None:
-        body = json.dumps({"error": f"request body larger than {self.max_bytes} bytes",
-                           "detail": [{"loc": ["body"], "msg": f"at most {self.max_bytes} bytes"}]}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _error(send, 413, f"request body larger than {self.max_bytes} bytes", "body")
+
+
+async def _error(send: Any, status: int, message: str, field: str) -> None:
+    """A JSON error in the shape of BentoML's validation errors."""
+    body = json.dumps({"error": message, "detail": [{"loc": [field], "msg": message}]}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _replay(messages: list[dict[str, Any]], then: Any = None) -> Any:

@@ -164,6 +164,9 @@ class ServeConfig(_Strict):
     hash_salt: str = Field("", description="salt of the user-id hash written to logs")
     remember_requests: int = Field(
         100_000, ge=1, description="recent requests kept so /feedback can find the user and position")
+    latency_fixes: bool = Field(
+        True, description="cancel BentoML's per-request timers and freeze the loaded objects out of the garbage "
+                          "collector (see offer_ranker/asgi.py); off only to measure what they change")
 
     @field_validator("similarity_weights")
     @classmethod

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from offer_ranker.errors import OfferRankerError
 from offer_ranker.features import IMPRESSION_PREFIX
 
 #: A NULL timestamp in the int64 arrays.
@@ -109,7 +110,7 @@ class _UserOffers:
         # One row group at a time into arrays allocated once (little memory to touch); ids read as
         # the Parquet dictionaries (no string per row): ``offer`` first holds 1 + an index into
         # the concatenated dictionaries (0 for NULL), mapped to rows of ``offer_ids`` at the end.
-        file = pq.ParquetFile(path, read_dictionary=["user_id", "offer_id"])
+        file = _parquet(path, read_dictionary=["user_id", "offer_id"])
         n = file.metadata.num_rows
         self.path, self.offer = path, np.empty(n, np.int32)
         self.counts, self.seen = np.empty((3, n), np.float32), np.empty(n, np.int64)
@@ -156,6 +157,19 @@ class _UserOffers:
         return self.offer[lo:hi], self.counts[:, lo:hi].astype(np.float64), self.seen[lo:hi]
 
 
+class SnapshotError(OfferRankerError):
+    """A snapshot file is missing or unreadable; the message names it."""
+
+
+def _parquet(path: Path, **kwargs: Any) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path, **kwargs)
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: missing from the snapshot") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise SnapshotError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
 def _indices(chunk: pa.DictionaryArray) -> np.ndarray:
     """The dictionary indices of one chunk, -1 for NULL."""
     return chunk.indices.to_numpy() if chunk.null_count == 0 else pc.fill_null(chunk.indices, -1).to_numpy()
@@ -178,17 +192,17 @@ class OnlineStore:
         self.names = [f["name"] for f in manifest["features"]]
         self.dtypes = {f["name"]: f["dtype"] for f in manifest["features"]}
         self._passthrough = [(f["name"], f["entity"]) for f in manifest["features"] if f["group"] == "passthrough"]
-        self._load_offers(pq.ParquetFile(snapshot / "offers.parquet").read(), extras=self._extras("offer"))
+        self._load_offers(_parquet(snapshot / "offers.parquet").read(), extras=self._extras("offer"))
         # user × category and user × partner counts are sums of user × offer counts over the offers
         # of the category / partner: derived per request, so only user_offer.parquet is loaded
         # (tests/data/test_online_parity.py checks the sums against the snapshot's own tables)
         with ThreadPoolExecutor(1) as pool:  # Arrow and numpy release the GIL: overlap the reads
             user_offers = pool.submit(_UserOffers, snapshot / "user_offer.parquet", self._offer_ids_pa)
-            users = pq.ParquetFile(snapshot / "users.parquet", read_dictionary=[
+            users = _parquet(snapshot / "users.parquet", read_dictionary=[
                 c for c in self._extras("user") if self.dtypes[c] == "categorical"]).read()
             self._load_users(users, extras=self._extras("user"))
             self._uo = user_offers.result().index_users(self._user_ids_pl)
-        self._load_priors(pq.ParquetFile(snapshot / "priors.parquet").read().to_pylist())
+        self._load_priors(_parquet(snapshot / "priors.parquet").read().to_pylist())
         # overlays: events recorded after the snapshot, as deltas (counts) and maxima (times)
         self._offer_delta: dict[str, list[float]] = {}  # offer_id -> OFFER_STATE deltas
         self._user_delta: dict[str, list[float]] = {}  # user_id -> USER_COUNTS deltas + [last_visit, last_click]

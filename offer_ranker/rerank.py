@@ -52,7 +52,9 @@ def similarity(categories: np.ndarray, partners: np.ndarray, numeric: np.ndarray
     numeric = np.asarray(numeric, dtype=np.float64).reshape(n, -1)
     if numeric.shape[1]:
         with np.errstate(invalid="ignore", all="ignore"):
-            span = np.nanmax(numeric, axis=0) - np.nanmin(numeric, axis=0) if n else np.zeros(numeric.shape[1])
+            missing = np.isnan(numeric)
+            span = np.where(missing, -np.inf, numeric).max(axis=0, initial=-np.inf) \
+                - np.where(missing, np.inf, numeric).min(axis=0, initial=np.inf)  # -inf where all missing
             scaled = numeric / np.where(span > 0, span, 1.0)
             gaps = np.abs(scaled[:, None, :] - scaled[None, :, :])  # (n, n, m), NaN where unknown
             known = ~np.isnan(gaps)

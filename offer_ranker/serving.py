@@ -71,6 +71,7 @@ class RankResult:
 class _Shown:
     user_id: str
     ts: datetime
+    dated: bool  # the request gave its own ts (a replay): feedback defaults to just after it
     positions: dict[str, int] = field(default_factory=dict)
 
 
@@ -142,8 +143,7 @@ class Engine:
     def rank(self, request: RankRequest) -> RankResult:
         started = time.perf_counter()
         check_limits(request, self.cfg.max_candidates)
-        ts = request.ts.astimezone(timezone.utc).replace(tzinfo=None) if request.ts and request.ts.tzinfo else request.ts
-        ts = ts or utcnow()
+        ts = request.ts or utcnow()  # naive UTC (RankRequest converts aware times)
         ids = [c.offer_id for c in request.candidates]
         timings = Timings()
         with self._lock:
@@ -160,7 +160,7 @@ class Engine:
                 timings.model = time.perf_counter() - t0
             offers, explored = self._choose(request, ids, cols, raw, p_top, multiplier, X)
             request_id = uuid.uuid4().hex
-            self._remember(request_id, request.user_id, ts, offers)
+            self._remember(request_id, request.user_id, ts, request.ts is not None, offers)
         if reason:
             self.fallbacks[reason.split(":")[0]] += 1
         response = RankResponse(request_id=request_id, model_version=self.version, offers=offers, fallback=reason)
@@ -174,10 +174,22 @@ class Engine:
                         "fallback": reason, "latency_ms": round(timings.total * 1e3, 3)})
         return RankResult(response, timings, len(ids), explored)
 
+    def emergency(self, request: RankRequest, reason: str) -> RankResponse:
+        """The last resort when ranking itself failed unexpectedly: the first ``k`` candidates in
+        a stable hashed order, touching no state."""
+        self.fallbacks[reason] += 1
+        ids = [c.offer_id for c in request.candidates]
+        order = np.argsort(offer_hash(ids), kind="stable")[:request.k]
+        return RankResponse(request_id=uuid.uuid4().hex, model_version=self.version, fallback=reason, offers=[
+            RankedOffer(offer_id=ids[i], position=j + 1, score=0.0, p_click=0.0, propensity=1.0)
+            for j, i in enumerate(order)])
+
     def _features(self, request: RankRequest, ids: list[str], ts: datetime,
                   timings: Timings) -> tuple[dict[str, np.ndarray] | None, str | None]:
-        if self.store is None or self.bundle is None:
-            return None, "not_loaded"
+        if self.bundle is None:
+            return None, "no_model"
+        if self.store is None:
+            return None, "no_snapshot"
         t0 = time.perf_counter()
         try:
             cols = self.store.feature_columns({
@@ -267,12 +279,12 @@ class Engine:
                         for j in best])
         return out
 
-    def _remember(self, request_id: str, user_id: str, ts: datetime, offers: list[RankedOffer]) -> None:
+    def _remember(self, request_id: str, user_id: str, ts: datetime, dated: bool, offers: list[RankedOffer]) -> None:
         """Record the shown offers as impressions and keep the request for ``/feedback``."""
         if self.store is not None:
             for o in offers:
                 self.store.apply(Event("impression", user_id, o.offer_id, ts, o.position))
-        self._shown[request_id] = _Shown(user_id, ts, {o.offer_id: o.position for o in offers})
+        self._shown[request_id] = _Shown(user_id, ts, dated, {o.offer_id: o.position for o in offers})
         while len(self._shown) > self.cfg.remember_requests:
             self._shown.popitem(last=False)
 
@@ -285,7 +297,9 @@ class Engine:
                                f"(the last {self.cfg.remember_requests} requests are kept)", status=404)
         if fb.offer_id not in shown.positions:
             raise RequestError("offer_id", f"{fb.offer_id!r} was not shown in request {fb.request_id}", status=404)
-        ts = max(utcnow(), shown.ts + timedelta(microseconds=1))
+        # events count for requests strictly after them: never date one at or before its page
+        after_page = shown.ts + timedelta(microseconds=1)
+        ts = max(fb.ts or (after_page if shown.dated else utcnow()), after_page)
         applied = False
         with self._lock:
             if self.store is not None:

@@ -1,6 +1,9 @@
-"""Test-wide settings: BentoML sends no telemetry and keeps its model store in a temp folder.
+"""Test-wide settings and fixtures.
 
-Set here, at import time, because BentoML reads both when it is first imported.
+BentoML sends no telemetry and keeps its model store in a temp folder: set here, at import time,
+because BentoML reads both when it is first imported. ``sim`` and ``trained`` are a small
+simulated marketplace, its features and a bundle trained on them, shared by the model and
+service tests.
 """
 
 import os
@@ -8,3 +11,29 @@ import tempfile
 
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="offer-ranker-bentoml-")
+
+from pathlib import Path  # noqa: E402 - after the environment BentoML reads
+
+import pytest  # noqa: E402
+
+from offer_ranker.build_features import build_features  # noqa: E402
+from offer_ranker.config import Config  # noqa: E402
+from offer_ranker.simulate import simulate  # noqa: E402
+from offer_ranker.train import TrainResult, train  # noqa: E402
+
+#: Small and quick: a few boosting rounds are enough for the behaviour the tests check.
+CFG = Config.model_validate({"simulate": {"users": 3000, "seed": 3},
+                             "train": {"rounds": 80, "early_stopping": 20}})
+
+
+@pytest.fixture(scope="session")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sim")
+    simulate(CFG.simulate, out / "raw")
+    build_features(out / "raw", out / "features", CFG)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(sim: Path) -> TrainResult:
+    return train(sim / "features", CFG)

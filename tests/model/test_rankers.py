@@ -16,7 +16,7 @@ from offer_ranker.frame import FeatureSpec, read_frame, read_manifest
 from offer_ranker.rankers import PopularityRanker, RandomRanker, order, read_ranker
 from offer_ranker.train import train
 
-from .conftest import CFG
+from tests.conftest import CFG
 
 _OFFER_HISTORY = {f.name for f in FEATURES if f.group == "offer_history"} | {"lw_ctr_rel"}
 

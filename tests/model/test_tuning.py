@@ -6,7 +6,7 @@ from pathlib import Path
 
 from offer_ranker.train import train
 
-from .conftest import CFG
+from tests.conftest import CFG
 
 
 def test_tuning_keeps_the_best_parameters_in_the_bundle(sim: Path) -> None:
