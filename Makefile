@@ -9,7 +9,7 @@ RUN ?= runs/demo
 export BENTOML_DO_NOT_TRACK := True
 export BENTOML_HOME := $(CURDIR)/.bentoml
 
-.PHONY: install demo test test-all bench lock clean
+.PHONY: install demo serve test test-all bench lock clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,14 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/uv
 
 install: $(VENV)/.installed
 
+# The whole pipeline on simulated data, then the service on http://localhost:3000 (Ctrl-C stops it).
 demo: install
 	$(BIN)/offer-ranker quickstart --out $(RUN)
+	$(MAKE) --no-print-directory serve
+
+# Serve the latest bundle in .bentoml with `bentoml serve` (bentofile.yaml -> offer_ranker/service.py).
+serve: install
+	$(BIN)/bentoml serve --port 3000
 
 test: install
 	$(BIN)/python -m pytest
@@ -32,13 +38,15 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -m ''
 
-# Long (about 10 minutes): 10M-impression ingest and feature builds; results in benchmarks/results/.
+# Long (about 20 minutes): 10M-impression ingest and feature builds, models, service latency (needs
+# wrk: apt-get install wrk); results in benchmarks/results/.
 bench: install
 	$(BIN)/python benchmarks/bench_simulate.py
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_snapshot.py
 	$(BIN)/python benchmarks/bench_model.py
+	$(BIN)/python benchmarks/bench_service.py
 
 # Re-pin every dependency (runtime and dev) for Python 3.11 on Linux.
 lock: | $(BIN)/uv

@@ -218,14 +218,30 @@ def models_list() -> None:
 @config_option
 @_errors_as_messages
 def quickstart(out: Path, config_file: Path | None, **flags: Any) -> None:
-    """Run the whole pipeline on simulated data: simulate, ingest, features, train, evaluate."""
+    """Run the whole pipeline on simulated data: simulate, ingest, features, train, evaluate;
+    write an example /rank request."""
     cfg = _config(config_file, simulate=flags)
     _run_simulate(cfg, out / "raw")
     _run_ingest(cfg, out / "raw", out / "ingested")
     _run_features(cfg, out / "ingested", out / "features")
     tag = _run_train(cfg, out / "features")
     _run_evaluate(cfg, tag, out / "features", out / "evaluation", out / "raw" / "ground_truth.parquet")
-    console.err.print(f"\n[bold]quickstart done[/bold]: everything is under {out}; model {tag}")
+    request = _write_example_request(out / "features", out / "request.json")
+    console.err.print(f"\n[bold]quickstart done[/bold]: everything is under {out}; model {tag}\n"
+                      f"serve it:  bentoml serve        (in the project root; the latest bundle)\n"
+                      f"try it:    offer-ranker rank --request {request}\n"
+                      f"           curl -s -X POST localhost:3000/rank -H 'content-type: application/json' "
+                      f"-d @{request}")
+
+
+def _write_example_request(features: Path, path: Path) -> Path:
+    """One /rank body (20 live candidates, dated just after the simulated logs end)."""
+    import json
+
+    from offer_ranker.examples import sample_requests
+
+    path.write_text(json.dumps(sample_requests(features, 1, candidates=20, new_users=0.0)[0], indent=2) + "\n")
+    return path
 
 
 def _run_simulate(cfg: Config, out: Path) -> None:

@@ -152,7 +152,7 @@ class ServeConfig(_Strict):
         (0.5, 0.3, 0.2), description="weights of same category, same partner and numeric closeness in similarity")
     partner_cap: int = Field(1, ge=0, le=10, description="offers per partner in the top k (0 = no cap)")
     prior_impressions: float = Field(
-        100.0, gt=0, description="offer impressions at which the model and the cold-start prior weigh equally")
+        10.0, gt=0, description="offer impressions at which the model and the cold-start prior weigh equally")
     explore_rate: float = Field(
         0.0, ge=0.0, le=1.0, description="share of requests that Thompson-sample the click rates of new offers")
     explore_below: int = Field(100, ge=1, description="offers with fewer impressions than this are explored")

@@ -14,6 +14,8 @@ happened (clicks, conversions) and, on simulated data, with the truth:
 * 95% bootstrap CIs, resampling requests
 * off-policy estimates (IPS, SNIPS, DR) of the model's top-k clicks per request, next to the
   logging policy's and, on simulated data, the true value
+* the serving policy replayed (:mod:`offer_ranker.policy_eval`): MMR λ sweep, cold start with and
+  without the prior
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from offer_ranker.config import Config
 from offer_ranker.console import Track, no_track
 from offer_ranker.frame import FrameError, read_frame
 from offer_ranker.io import staged_outputs
+from offer_ranker.policy_eval import evaluate_policy
 from offer_ranker.rankers import PopularityRanker, RandomRanker, offer_hash
 from offer_ranker.train import make_slice
 
@@ -151,6 +154,8 @@ def evaluate(bundle: Bundle, features: Path | str, out: Path | str, cfg: Config 
         "methods": results,
         "segments": _segments(per_request, t, scores, probabilities, ranks, resamples, k),
         "ope": _off_policy(bundle, t, ranks["model"], resamples, k, exam),
+        "policy": evaluate_policy(bundle, t, read_frame(features, end=datetime.fromisoformat(bundle.info["train_until"])),
+                                  cfg),
     }
     report["targets"] = targets(report)
     from offer_ranker.report import evaluation_report

@@ -17,6 +17,8 @@ The prior's strength (pseudo-impressions) is the category's, from the same fit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,9 @@ from offer_ranker.online import OnlineStore
 
 #: pseudo-impressions that shrink a segment's rate towards the overall one
 SEGMENT_STRENGTH = 500.0
+#: pseudo-impressions that shrink a category's rate towards the global one (offline priors only;
+#: serving uses the strengths priors.sql fitted)
+CATEGORY_STRENGTH = 200.0
 
 
 def segment_key(country: Any, device: Any) -> str:
@@ -54,21 +59,48 @@ def segment_lifts(frame: pl.DataFrame) -> dict[str, float]:
     return lifts
 
 
+@dataclass
 class ColdStartPrior:
-    """Per-candidate priors for one loaded snapshot and bundle."""
+    """Per-candidate priors: built from a loaded snapshot for serving (:meth:`from_store`), or
+    from training impressions for the offline evaluation (:meth:`from_frame`, no later data)."""
 
-    def __init__(self, store: OnlineStore, segments: dict[str, float]) -> None:
-        self.store, self.segments = store, segments
+    category_mean: Callable[[Any], float]
+    global_mean: float
+    strength: float
+    partner_lift: dict[Any, float]
+    slot_ctr: Callable[[int], float]
+    segments: dict[str, float]
+
+    @classmethod
+    def from_store(cls, store: OnlineStore, segments: dict[str, float]) -> ColdStartPrior:
         mean, strength = store.global_prior
-        self.global_mean, self.strength = mean, strength
-        self.partner_lift = {name: ((clicks + mean * strength) / (imp + strength)) / mean
-                             for name, (imp, clicks) in store.partner_totals().items()} if mean > 0 else {}
-        self.slot_lift = store.position_ctr(1) / mean if mean > 0 else 1.0
+        return cls(lambda c: store.offer_prior(c)[0], mean, strength,
+                   _partner_lifts(store.partner_totals(), mean, strength), store.position_ctr, segments)
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, segments: dict[str, float],
+                   strength: float = CATEGORY_STRENGTH) -> ColdStartPrior:
+        """From impressions (``offer_category``, ``offer_partner``, ``position``, ``label``): each
+        category's click rate shrunk towards the global one with ``strength`` pseudo-impressions."""
+        clicked = (pl.col("label") >= 1).cast(pl.Float64)
+        mean = float(frame.select(clicked.mean()).item() or 0.0)
+        by = {}
+        for column in ("offer_category", "offer_partner", "position"):
+            rows = frame.group_by(column).agg(imp=pl.len(), clk=clicked.sum()).iter_rows()
+            by[column] = {key: (float(imp), float(clk)) for key, imp, clk in rows}
+        categories = {c: (clk + mean * strength) / (imp + strength) for c, (imp, clk) in by["offer_category"].items()}
+        slots = {int(p): clk / imp for p, (imp, clk) in by["position"].items() if p is not None and imp > 0}
+        return cls(lambda c: categories.get(c, mean), mean, strength,
+                   _partner_lifts(by["offer_partner"], mean, strength), lambda p: slots.get(int(p), mean), segments)
+
+    @property
+    def slot_lift(self) -> float:
+        return self.slot_ctr(1) / self.global_mean if self.global_mean > 0 else 1.0
 
     def top_slot(self, categories: list[Any], partners: list[Any], new_user: bool,
                  country: Any = None, device: Any = None) -> np.ndarray:
         """Prior click rate at slot 1 of each candidate (categories and partners: names or None)."""
-        cat = np.array([self.store.offer_prior(c)[0] for c in categories])
+        cat = np.array([self.category_mean(c) for c in categories])
         partner = np.array([self.partner_lift.get(p, 1.0) for p in partners])
         segment = 1.0
         if new_user and self.segments:
@@ -77,5 +109,13 @@ class ColdStartPrior:
 
     def position_lift(self, positions: np.ndarray) -> np.ndarray:
         """Click rate of each slot relative to slot 1 (to move a top-slot prior down the page)."""
-        top = self.store.position_ctr(1)
-        return np.array([self.store.position_ctr(int(p)) / top for p in positions]) if top > 0 else np.ones(len(positions))
+        top = self.slot_ctr(1)
+        return np.array([self.slot_ctr(int(p)) / top for p in positions]) if top > 0 else np.ones(len(positions))
+
+
+def _partner_lifts(totals: dict[Any, tuple[float, float]], mean: float, strength: float) -> dict[Any, float]:
+    """Each partner's smoothed click rate over all its offers, relative to the global rate."""
+    if mean <= 0:
+        return {}
+    return {name: ((clicks + mean * strength) / (imp + strength)) / mean
+            for name, (imp, clicks) in totals.items() if name is not None}

@@ -168,4 +168,35 @@ def evaluation_report(report: dict[str, Any], test: Any, p_click: np.ndarray) ->
                         + " estimated from the logging policy's data, next to the logging policy's own value"
                         + (" and the simulator's true value" if "true_value" in o else "") + ".</p>"
                         + table(["estimate", "value [95% CI]", "error vs truth"], rows) + img(fig, "off-policy"))
+    if report.get("policy"):
+        sections.append(_policy_section(report["policy"], plt))
     return page("offer-ranker evaluation", sections)
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _policy_section(policy: dict[str, Any], plt: Any) -> str:
+    """The serving policy replayed: the MMR λ sweep and the cold start with and without the prior."""
+    k = policy["k"]
+    quality = "efficiency" if policy["sweep"][0].get("efficiency") is not None else f"ndcg@{k}"
+    columns = ["efficiency", f"ndcg@{k}", "diversity", f"coverage@{k}", "new_offer_share"]
+    rows = [[f"{r['lambda']:.2f}" + (" (configured)" if r["lambda"] == policy["lambda"] else "")]
+            + [_num(r.get(c)) for c in columns] for r in policy["sweep"]]
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    x = [r["diversity"] for r in policy["sweep"]]
+    y = [r[quality] for r in policy["sweep"]]
+    ax.plot(x, y, "o-")
+    for r, xi, yi in zip(policy["sweep"], x, y):
+        ax.annotate(f"λ={r['lambda']:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(f"intra-list diversity of the top {k}")
+    ax.set_ylabel(quality)
+    cold_rows = [[segment.replace("_", " "), variant.replace("_", " ")] + [_num(m[variant].get(c)) for c in columns]
+                 for segment, m in policy["cold_start"].items() for variant in ("with_prior", "without_prior")]
+    return ("<h2>Serving policy: diversity and cold start</h2><p class=note>The service's re-ranking (cold-start "
+            f"prior blend, MMR, at most {policy['partner_cap'] or 'any number of'} offer(s) per partner) replayed "
+            f"on {policy['requests']:,} evaluation requests; gains: {html.escape(policy['gains'])}. Priors from the "
+            "training window only.</p>"
+            + table(["λ", *columns], rows) + img(fig, "quality vs diversity by lambda")
+            + f"<h3>Cold start at λ = {policy['lambda']:g}</h3>" + table(["requests", "ranking", *columns], cold_rows))

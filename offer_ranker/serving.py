@@ -105,7 +105,7 @@ class Engine:
         self.problems = list(problems or [])
         self.version = bundle.version if bundle is not None else "none"
         segments = (bundle.info.get("segment_lifts") or {}) if bundle is not None else {}
-        self.prior = ColdStartPrior(store, segments) if store is not None else None
+        self.prior = ColdStartPrior.from_store(store, segments) if store is not None else None
         self.fallbacks: Counter[str] = Counter()
         self.log = PredictionLog(cfg.prediction_log)
         self._rng = np.random.default_rng(cfg.seed)
