@@ -157,6 +157,19 @@ def evaluate(tag: str, features_dir: Path, out: Path, truth: Path | None, config
 
 
 @main.command()
+@model_option
+@features_option
+@click.option("--out", type=PathArg, required=True, help="Folder for report.html and explanation.json.")
+@click.option("--truth", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="ground_truth.parquet of simulated logs [default: found next to the raw logs, if any].")
+@config_option
+@_errors_as_messages
+def explain(tag: str, features_dir: Path, out: Path, truth: Path | None, config_file: Path | None) -> None:
+    """SHAP report for stakeholders: drivers, dependence, segments, worked examples, business value."""
+    _run_explain(_config(config_file), tag, features_dir, out, truth)
+
+
+@main.command()
 @click.option("--model", "tag", default=None, help="Bundle tag or version [default: serve.model, i.e. latest].")
 @click.option("--request", "request_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               required=True, help="JSON file with one /rank request body.")
@@ -218,20 +231,35 @@ def models_list() -> None:
 @config_option
 @_errors_as_messages
 def quickstart(out: Path, config_file: Path | None, **flags: Any) -> None:
-    """Run the whole pipeline on simulated data: simulate, ingest, features, train, evaluate;
-    write an example /rank request."""
+    """Run the whole pipeline on simulated data: simulate, ingest, features, train, evaluate,
+    explain; write an example /rank request."""
     cfg = _config(config_file, simulate=flags)
     _run_simulate(cfg, out / "raw")
     _run_ingest(cfg, out / "raw", out / "ingested")
     _run_features(cfg, out / "ingested", out / "features")
     tag = _run_train(cfg, out / "features")
     _run_evaluate(cfg, tag, out / "features", out / "evaluation", out / "raw" / "ground_truth.parquet")
+    _run_explain(cfg, tag, out / "features", out / "explanation", out / "raw" / "ground_truth.parquet")
     request = _write_example_request(out / "features", out / "request.json")
     console.err.print(f"\n[bold]quickstart done[/bold]: everything is under {out}; model {tag}\n"
                       f"serve it:  bentoml serve        (in the project root; the latest bundle)\n"
                       f"try it:    offer-ranker rank --request {request}\n"
                       f"           curl -s -X POST localhost:3000/rank -H 'content-type: application/json' "
                       f"-d @{request}")
+
+
+def _run_explain(cfg: Config, tag: str, features: Path, out: Path, truth: Path | None) -> None:
+    from offer_ranker.bundle import load
+    from offer_ranker.explain import explain as run
+
+    console.err.print("explaining the model with SHAP ...")
+    summary = run(load(tag), features, out, cfg, truth=truth if truth is None or truth.exists() else None)
+    top = ", ".join(d["feature"] for d in summary["drivers"][:3])
+    business = summary.get("business")
+    extra = (f"; extra clicks per 10,000 sessions {business['clicks']['extra_per_10k']['value']:+,.0f}"
+             if business else "")
+    console.summary(f"explain -> {out}", {"report": out / "report.html", "explanation": out / "explanation.json"},
+                    {"rows explained": f"{summary['rows']:,}", "top drivers": top + extra})
 
 
 def _write_example_request(features: Path, path: Path) -> Path:

@@ -138,6 +138,16 @@ class EvaluateConfig(_Strict):
     seed: int = Field(0, ge=0)
 
 
+class ExplainConfig(_Strict):
+    """The SHAP report (``offer-ranker explain``)."""
+
+    rows: int = Field(2000, ge=50, le=1_000_000, description="impressions (whole requests) explained")
+    seconds: float = Field(60.0, gt=0, description="time budget of the SHAP computation; rows beyond it are dropped")
+    dependence: int = Field(4, ge=1, le=12, description="top drivers that get a dependence plot")
+    examples: int = Field(3, ge=1, le=20, description="worked examples")
+    seed: int = Field(0, ge=0)
+
+
 class ServeConfig(_Strict):
     """The ranking service (``bentoml serve``, ``offer-ranker rank``) and its re-ranking policy."""
 
@@ -182,6 +192,7 @@ class Config(_Strict):
     features: FeaturesConfig = FeaturesConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    explain: ExplainConfig = ExplainConfig()
     serve: ServeConfig = ServeConfig()
 
 
