@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from offer_ranker.api import RankRequest, RequestError
-from offer_ranker.service import serve_config
+from offer_ranker.config import serve_config_from_env
 from offer_ranker.serving import Engine
 
 state: dict[str, Engine] = {}
@@ -39,7 +39,7 @@ async def readyz(request: Request) -> Response:
 
 @asynccontextmanager
 async def lifespan(app: Starlette):  # noqa: ANN201
-    state["engine"] = Engine.load(serve_config())
+    state["engine"] = Engine.load(serve_config_from_env())
     gc.collect()
     gc.freeze()  # as the service does once loaded: no full collections over long-lived objects
     yield

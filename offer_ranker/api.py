@@ -12,7 +12,7 @@ import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema,
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints, WithJsonSchema,
                       field_validator)
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -45,7 +45,7 @@ def _naive_utc(ts: datetime) -> datetime:
     return ts
 
 
-Timestamp = Annotated[datetime, AfterValidator(_naive_utc)]
+Timestamp = Annotated[datetime, Strict(False), AfterValidator(_naive_utc)]  # ISO strings also from Python
 #: A context or candidate attribute: a finite number, a string (≤ 1024 characters), a boolean or null.
 Value = Annotated[Any, AfterValidator(_attribute), WithJsonSchema(
     {"anyOf": [{"type": "number"}, {"type": "string", "maxLength": 1024}, {"type": "boolean"}, {"type": "null"}]})]
@@ -53,7 +53,7 @@ Value = Annotated[Any, AfterValidator(_attribute), WithJsonSchema(
 
 class _Model(BaseModel):
     # finite numbers only: NaN and ±Infinity are rejected (Python's JSON parser would accept them)
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class Candidate(_Model):

@@ -80,9 +80,9 @@ class RequestGuard:
 
     def __init__(self, app: Any, max_bytes: int | None = None) -> None:
         if max_bytes is None:
-            from offer_ranker.service import serve_config
+            from offer_ranker.config import serve_config_from_env
 
-            max_bytes = serve_config().max_body_bytes
+            max_bytes = serve_config_from_env().max_body_bytes
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:

@@ -183,7 +183,9 @@ def rank(tag: str | None, request_file: Path, snapshot: Path | None, config_file
     from offer_ranker.api import RankRequest, RequestError
     from offer_ranker.serving import Engine
 
-    cfg = _config(config_file, serve={"model": tag, "snapshot": snapshot, "prediction_log": None}).serve
+    # a ranking nobody was shown must not reach the prediction log (off-policy evaluation reads it)
+    cfg = _config(config_file, serve={"model": tag, "snapshot": snapshot}).serve.model_copy(
+        update={"prediction_log": None})
     try:
         request = RankRequest.model_validate_json(request_file.read_bytes())
     except ValidationError as exc:

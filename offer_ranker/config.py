@@ -167,11 +167,12 @@ class ServeConfig(_Strict):
         0.0, ge=0.0, le=1.0, description="share of requests that Thompson-sample the click rates of new offers")
     explore_below: int = Field(100, ge=1, description="offers with fewer impressions than this are explored")
     explore_draws: int = Field(
-        200, ge=10, le=100_000, description="Monte Carlo draws that estimate the propensities of an explored list")
+        500, ge=10, le=100_000, description="Monte Carlo draws that estimate the propensities of an explored list")
     seed: int | None = Field(None, ge=0, description="seed of the exploration draws (None: fresh entropy)")
     prediction_log: Path | None = Field(
         Path("runs/serve/predictions.jsonl"), description="JSON-lines log of every ranking (None: off)")
-    hash_salt: str = Field("", description="salt of the user-id hash written to logs")
+    hash_salt: str = Field(
+        "", description="secret salt of the user-id hash (HMAC-SHA256) written to logs; set it in production")
     remember_requests: int = Field(
         100_000, ge=1, description="recent requests kept so /feedback can find the user and position")
     latency_fixes: bool = Field(
@@ -231,3 +232,13 @@ def format_errors(exc: ValidationError) -> str:
             msg = "unknown setting (check the spelling)"
         lines.append(f"  {loc}: {msg}, got {err['input']!r}")
     return "\n".join(lines)
+
+
+def serve_config_from_env() -> ServeConfig:
+    """The ``[serve]`` settings of the service: the TOML file named by ``OFFER_RANKER_CONFIG``, with
+    ``OFFER_RANKER_MODEL`` (a tag) and ``OFFER_RANKER_SNAPSHOT`` (a folder) overriding it."""
+    import os
+
+    path = os.environ.get("OFFER_RANKER_CONFIG")
+    overrides = {"model": os.environ.get("OFFER_RANKER_MODEL"), "snapshot": os.environ.get("OFFER_RANKER_SNAPSHOT")}
+    return load_config(Path(path) if path else None, {"serve": overrides}).serve

@@ -293,6 +293,13 @@ class OnlineStore:
         return self._offer_priors.get(category or "", self._offer_priors[""])
 
     @property
+    def numeric_request_columns(self) -> list[str]:
+        """Raw names of the numeric pass-through columns a request carries (per candidate or in
+        the context), e.g. ``price`` for the feature ``imp_x_price``."""
+        return [name.removeprefix(IMPRESSION_PREFIX) for name, entity in self._passthrough
+                if entity not in ("offer", "user") and self.dtypes[name] == "numeric"]
+
+    @property
     def global_prior(self) -> tuple[float, float]:
         """(ctr_mean, ctr_strength) of all offers: the empirical-Bayes prior of an unknown category."""
         return self._global[0], self._global[1]
@@ -301,14 +308,17 @@ class OnlineStore:
         """Click rate of a slot (1-based) in the logs; a slot never logged gets the global prior."""
         return self._position_ctr.get(int(position), self._new_position_ctr)
 
-    def partner_totals(self) -> dict[str | None, tuple[float, float]]:
-        """(impressions, clicks) of each partner's offers in the snapshot."""
+    def partner_category_totals(self) -> dict[tuple[str, str | None], tuple[float, float]]:
+        """(impressions, clicks) of each partner's offers per category, in the snapshot."""
         imp, clk = self._offer_state[:-1, 0], self._offer_state[:-1, 1]
-        codes = self._offer_partner[:-1]
-        n = len(self._partner_names)
-        sums = [np.bincount(np.where(codes < 0, n - 1, codes), weights=w, minlength=n) for w in (imp, clk)]
-        return {name: (float(sums[0][i]), float(sums[1][i])) for i, name in enumerate(self._partner_names)
-                if name is not None}
+        partner, category = self._offer_partner[:-1], self._offer_category[:-1]
+        totals: dict[tuple[str, str | None], list[float]] = {}
+        for p, c, i, k in zip(partner.tolist(), category.tolist(), imp.tolist(), clk.tolist()):
+            if p >= 0:
+                t = totals.setdefault((self._partner_names[p], self._category_names[c]), [0.0, 0.0])
+                t[0] += i
+                t[1] += k
+        return {key: (t[0], t[1]) for key, t in totals.items()}
 
     # ---- features -----------------------------------------------------------------------------
 

@@ -6,13 +6,13 @@ shrunk towards the level above it::
     prior = category mean × partner lift × segment lift × top-slot lift
 
 * category mean: the category's prior from the feature build (``priors.sql``, fitted per day);
-* partner lift: the partner's smoothed click rate over all its offers, relative to the global rate;
+* partner lift: the partner's clicks over the clicks its offers' categories would predict (smoothed);
 * segment lift: for a new user only, the smoothed click rate of new users of the same first-party
   segment (country × device), relative to all impressions (fitted at training, kept in the bundle);
 * top-slot lift: the logged click rate of slot 1 relative to the global rate, so the prior is on the
   scale of the model's ``p_click`` at slot 1.
 
-The prior's strength (pseudo-impressions) is the category's, from the same fit.
+The prior's strength (pseudo-impressions, for the exploration's Beta posterior) is the global prior's.
 """
 
 from __future__ import annotations
@@ -74,8 +74,12 @@ class ColdStartPrior:
     @classmethod
     def from_store(cls, store: OnlineStore, segments: dict[str, float]) -> ColdStartPrior:
         mean, strength = store.global_prior
-        return cls(lambda c: store.offer_prior(c)[0], mean, strength,
-                   _partner_lifts(store.partner_totals(), mean, strength), store.position_ctr, segments)
+        def category_mean(c: Any) -> float:
+            return store.offer_prior(c)[0]
+
+        return cls(category_mean, mean, strength,
+                   _partner_lifts(store.partner_category_totals(), category_mean, mean, strength),
+                   store.position_ctr, segments)
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, segments: dict[str, float],
@@ -84,14 +88,20 @@ class ColdStartPrior:
         category's click rate shrunk towards the global one with ``strength`` pseudo-impressions."""
         clicked = (pl.col("label") >= 1).cast(pl.Float64)
         mean = float(frame.select(clicked.mean()).item() or 0.0)
-        by = {}
-        for column in ("offer_category", "offer_partner", "position"):
-            rows = frame.group_by(column).agg(imp=pl.len(), clk=clicked.sum()).iter_rows()
-            by[column] = {key: (float(imp), float(clk)) for key, imp, clk in rows}
-        categories = {c: (clk + mean * strength) / (imp + strength) for c, (imp, clk) in by["offer_category"].items()}
-        slots = {int(p): clk / imp for p, (imp, clk) in by["position"].items() if p is not None and imp > 0}
-        return cls(lambda c: categories.get(c, mean), mean, strength,
-                   _partner_lifts(by["offer_partner"], mean, strength), lambda p: slots.get(int(p), mean), segments)
+
+        def totals(*columns: str) -> dict[Any, tuple[float, float]]:
+            rows = frame.group_by(*columns).agg(imp=pl.len(), clk=clicked.sum()).iter_rows()
+            return {(row[0] if len(columns) == 1 else row[:-2]): (float(row[-2]), float(row[-1])) for row in rows}
+
+        categories = {c: (clk + mean * strength) / (imp + strength) for c, (imp, clk) in totals("offer_category").items()}
+        slots = {int(p): clk / imp for p, (imp, clk) in totals("position").items() if p is not None and imp > 0}
+
+        def category_mean(c: Any) -> float:
+            return categories.get(c, mean)
+
+        return cls(category_mean, mean, strength,
+                   _partner_lifts(totals("offer_partner", "offer_category"), category_mean, mean, strength),
+                   lambda p: slots.get(int(p), mean), segments)
 
     @property
     def slot_lift(self) -> float:
@@ -113,9 +123,16 @@ class ColdStartPrior:
         return np.array([self.slot_ctr(int(p)) / top for p in positions]) if top > 0 else np.ones(len(positions))
 
 
-def _partner_lifts(totals: dict[Any, tuple[float, float]], mean: float, strength: float) -> dict[Any, float]:
-    """Each partner's smoothed click rate over all its offers, relative to the global rate."""
-    if mean <= 0:
-        return {}
-    return {name: ((clicks + mean * strength) / (imp + strength)) / mean
-            for name, (imp, clicks) in totals.items() if name is not None}
+def _partner_lifts(totals: dict[tuple[Any, Any], tuple[float, float]], category_mean: Callable[[Any], float],
+                   mean: float, strength: float) -> dict[Any, float]:
+    """Each partner's clicks over the clicks its offers' categories would get (clicks over expected
+    clicks, so the category effect is not counted twice), smoothed with ``strength`` pseudo-impressions."""
+    sums: dict[Any, list[float]] = {}
+    for (partner, category), (imp, clk) in totals.items():
+        if partner is None:
+            continue
+        s = sums.setdefault(partner, [0.0, 0.0])
+        s[0] += clk
+        s[1] += imp * category_mean(category)
+    pseudo = mean * strength
+    return {p: (clk + pseudo) / (expected + pseudo) for p, (clk, expected) in sums.items()} if pseudo > 0 else {}

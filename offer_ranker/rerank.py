@@ -119,14 +119,20 @@ class Policy:
 
 
 def choose(policy: Policy, relevance: np.ndarray, sim: np.ndarray, partners: np.ndarray, *,
-           p_click: np.ndarray, multiplier: np.ndarray, impressions: np.ndarray, clicks: np.ndarray,
-           prior: np.ndarray, prior_strength: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, bool]:
+           multiplier: np.ndarray, impressions: np.ndarray, clicks: np.ndarray, prior: np.ndarray,
+           prior_strength: float, rng: np.random.Generator,
+           slot_lift: float = 1.0) -> tuple[np.ndarray, np.ndarray, bool]:
     """The shown offers (indexes, best first) and the propensity of each in its slot.
 
     ``relevance`` = ``p_click × multiplier`` (``-inf`` where ineligible), candidates best first.
-    Exploring replaces the click rate of each new offer (fewer than ``explore_below``
-    impressions) by a draw from its Beta posterior (``prior`` with ``prior_strength``
-    pseudo-impressions, updated by its clicks and impressions). Returns ``explored`` too.
+    Exploring replaces the top-slot click rate of each new offer (fewer than ``explore_below``
+    impressions) by ``slot_lift ×`` a draw from its Beta posterior over all slots: the prior
+    (top-slot ``prior / slot_lift``, ``prior_strength`` pseudo-impressions) updated by its clicks
+    and impressions, which were logged at all slots. Returns ``explored`` too.
+
+    The propensity of (offer, slot) is ``(1 - rate)·[the greedy list puts it there] + rate·P(a
+    Thompson list puts it there)``, the latter estimated from ``draws`` draws independent of the
+    list shown; a placement no draw reproduced gets ``1 / (draws + 1)`` of the rate (a floor).
     """
     greedy = mmr(relevance, sim, policy.k, policy.lam, partners, policy.cap)[0]
     greedy = greedy[greedy >= 0]
@@ -136,14 +142,17 @@ def choose(policy: Policy, relevance: np.ndarray, sim: np.ndarray, partners: np.
     samples = np.tile(relevance, (policy.draws + 1, 1))
     imp = np.nan_to_num(impressions, nan=0.0)[new]
     clk = np.minimum(np.nan_to_num(clicks, nan=0.0)[new], imp)
-    a = prior[new] * prior_strength + clk
-    b = (1 - prior[new]) * prior_strength + imp - clk
-    samples[:, new] = rng.beta(a, b, size=(policy.draws + 1, int(new.sum()))) * multiplier[new]
+    base = np.clip(prior[new] / slot_lift, 1e-6, 1 - 1e-6)
+    a = base * prior_strength + clk
+    b = (1 - base) * prior_strength + imp - clk
+    rates = np.clip(rng.beta(a, b, size=(policy.draws + 1, int(new.sum()))) * slot_lift, 0.0, 1.0)
+    samples[:, new] = rates * multiplier[new]
     lists = mmr(samples, sim, policy.k, policy.lam, partners, policy.cap)
     explored = bool(rng.random() < policy.explore_rate)
     shown = lists[0][lists[0] >= 0] if explored else greedy
-    # P(offer i in slot j) = (1 - rate)·[greedy puts it there] + rate·P(a Thompson list puts it
-    # there), the latter estimated over all the draws (so never 0 for an explored list)
+    others = lists[1:]  # independent of the list shown (lists[0])
+    floor = 1 / (policy.draws + 1)
     propensity = np.array([(1 - policy.explore_rate) * (j < len(greedy) and greedy[j] == i)
-                           + policy.explore_rate * float(np.mean(lists[:, j] == i)) for j, i in enumerate(shown)])
+                           + policy.explore_rate * max(float(np.mean(others[:, j] == i)), floor)
+                           for j, i in enumerate(shown)])
     return shown, propensity, explored

@@ -15,8 +15,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -24,7 +22,7 @@ from starlette.responses import Response
 
 from offer_ranker import asgi
 from offer_ranker.api import Feedback, FeedbackResponse, RankRequest, RankResponse, RequestError
-from offer_ranker.config import ServeConfig, load_config
+from offer_ranker.config import serve_config_from_env
 from offer_ranker.serving import Engine
 
 log = logging.getLogger("offer_ranker.service")
@@ -32,13 +30,6 @@ log = logging.getLogger("offer_ranker.service")
 LATENCY_BUCKETS = (0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
                    0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 CANDIDATE_BUCKETS = (1, 2, 5, 10, 15, 20, 25, 30, 50, 100)
-
-
-def serve_config() -> ServeConfig:
-    """The ``[serve]`` settings from ``OFFER_RANKER_CONFIG`` and the two override variables."""
-    path = os.environ.get("OFFER_RANKER_CONFIG")
-    overrides = {"model": os.environ.get("OFFER_RANKER_MODEL"), "snapshot": os.environ.get("OFFER_RANKER_SNAPSHOT")}
-    return load_config(Path(path) if path else None, {"serve": overrides}).serve
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -63,7 +54,7 @@ def error_response(exc: RequestError) -> Response:
 )
 class OfferRanker:
     def __init__(self) -> None:
-        cfg = serve_config()
+        cfg = serve_config_from_env()
         self.engine = Engine.load(cfg)
         latency = bentoml.metrics.Histogram(
             name="offer_ranker_latency_seconds", documentation="time spent per ranking, by stage",

@@ -15,16 +15,17 @@ counted (:attr:`Engine.fallbacks`) and logged.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import threading
 import time
 import uuid
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -41,6 +42,12 @@ from offer_ranker.rankers import offer_hash
 log = logging.getLogger("offer_ranker.serving")
 #: numeric offer attributes that enter the MMR similarity, when the manifest has them
 SIMILARITY_NUMERIC = ("offer_payout",)
+#: request context written to the prediction log (first-party segment keys only; anything else a
+#: client sends in ``context`` could identify the user)
+LOGGED_CONTEXT = ("device", "country", "surface")
+#: requests dated further than this from the snapshot's reference time are refused: the decayed
+#: counts (exp((t - t_ref) / tau)) would overflow
+MAX_TAUS_FROM_REFERENCE = 600
 
 
 def utcnow() -> datetime:
@@ -48,8 +55,9 @@ def utcnow() -> datetime:
 
 
 def hash_user(user_id: str, salt: str = "") -> str:
-    """The user id as it appears in logs: 16 hex digits of a salted SHA-256."""
-    return hashlib.sha256(f"{salt}{user_id}".encode()).hexdigest()[:16]
+    """The user id as it appears in logs: 16 hex digits of HMAC-SHA256 keyed by ``salt`` (without a
+    secret salt a guessable id can be recovered by hashing candidates: set ``serve.hash_salt``)."""
+    return hmac.new(salt.encode(), user_id.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 @dataclass
@@ -67,12 +75,15 @@ class RankResult:
     explored: bool = False
 
 
-@dataclass
-class _Shown:
+class _Shown(NamedTuple):
+    """A served request, kept for ``/feedback``: atomic values only, so the garbage collector stops
+    tracking it (100k remembered requests must not slow full collections down)."""
+
     user_id: str
     ts: datetime
     dated: bool  # the request gave its own ts (a replay): feedback defaults to just after it
-    positions: dict[str, int] = field(default_factory=dict)
+    offers: tuple[str, ...]  # in position order
+    applied: tuple[str, ...] = ()  # "offer_id event" pairs already recorded: a retried feedback counts once
 
 
 class PredictionLog:
@@ -80,14 +91,22 @@ class PredictionLog:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self.failures = 0
         self._file = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives with the engine
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._file is not None:
+        """Append one record; a failed write (disk full, …) is counted and logged, never raised:
+        the ranking has been served and the store updated already."""
+        if self._file is None:
+            return
+        try:
             self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        except (OSError, ValueError, TypeError):
+            self.failures += 1
+            log.exception("prediction log write failed (%d so far)", self.failures)
 
     def close(self) -> None:
         if self._file is not None:
@@ -144,6 +163,9 @@ class Engine:
         started = time.perf_counter()
         check_limits(request, self.cfg.max_candidates)
         ts = request.ts or utcnow()  # naive UTC (RankRequest converts aware times)
+        if request.ts is not None:
+            self._check_time(request.ts)
+        self._check_passthrough(request)
         ids = [c.offer_id for c in request.candidates]
         timings = Timings()
         with self._lock:
@@ -165,14 +187,40 @@ class Engine:
             self.fallbacks[reason.split(":")[0]] += 1
         response = RankResponse(request_id=request_id, model_version=self.version, offers=offers, fallback=reason)
         timings.total = time.perf_counter() - started
-        self.log.write({"kind": "rank", "ts": ts.isoformat(), "request_id": request_id,
+        self._log_rank(request, ts, response, explored, timings.total)
+        return RankResult(response, timings, len(ids), explored)
+
+    def _log_rank(self, request: RankRequest, ts: datetime, response: RankResponse, explored: bool,
+                  seconds: float) -> None:
+        offers = response.offers
+        self.log.write({"kind": "rank", "ts": ts.isoformat(), "request_id": response.request_id,
                         "user": hash_user(request.user_id, self.cfg.hash_salt), "model_version": self.version,
-                        "context": request.context, "candidates": len(ids),
+                        "context": {k: request.context[k] for k in LOGGED_CONTEXT if k in request.context},
+                        "candidates": len(request.candidates),
                         "offers": [o.offer_id for o in offers], "positions": [o.position for o in offers],
                         "scores": [o.score for o in offers], "p_click": [o.p_click for o in offers],
                         "propensities": [o.propensity for o in offers], "explored": explored,
-                        "fallback": reason, "latency_ms": round(timings.total * 1e3, 3)})
-        return RankResult(response, timings, len(ids), explored)
+                        "fallback": response.fallback, "latency_ms": round(seconds * 1e3, 3)})
+
+    def _check_time(self, ts: datetime) -> None:
+        if self.store is None:
+            return
+        reference = datetime.fromtimestamp(self.store.t_ref, timezone.utc).replace(tzinfo=None)
+        reach = timedelta(seconds=MAX_TAUS_FROM_REFERENCE * self.store.tau)
+        if not reference - reach <= ts <= reference + reach:
+            raise RequestError("ts", f"{ts.isoformat()} is too far from the snapshot's reference time "
+                               f"{reference.isoformat()}: at most {reach.days} days either side")
+
+    def _check_passthrough(self, request: RankRequest) -> None:
+        """A numeric pass-through column must get a number (a client error, not a model failure)."""
+        if self.store is None:
+            return
+        for name in self.store.numeric_request_columns:
+            for i, c in enumerate(request.candidates):
+                value = c.features.get(name, request.context.get(name))
+                if isinstance(value, str):
+                    where = f"candidates.{i}.features.{name}" if name in c.features else f"context.{name}"
+                    raise RequestError(where, f"must be a number (the model reads {name} as numeric), got {value!r}")
 
     def emergency(self, request: RankRequest, reason: str) -> RankResponse:
         """The last resort when ranking itself failed unexpectedly: the first ``k`` candidates in
@@ -180,9 +228,11 @@ class Engine:
         self.fallbacks[reason] += 1
         ids = [c.offer_id for c in request.candidates]
         order = np.argsort(offer_hash(ids), kind="stable")[:request.k]
-        return RankResponse(request_id=uuid.uuid4().hex, model_version=self.version, fallback=reason, offers=[
+        response = RankResponse(request_id=uuid.uuid4().hex, model_version=self.version, fallback=reason, offers=[
             RankedOffer(offer_id=ids[i], position=j + 1, score=0.0, p_click=0.0, propensity=1.0)
             for j, i in enumerate(order)])
+        self._log_rank(request, request.ts or utcnow(), response, False, 0.0)
+        return response
 
     def _features(self, request: RankRequest, ids: list[str], ts: datetime,
                   timings: Timings) -> tuple[dict[str, np.ndarray] | None, str | None]:
@@ -242,9 +292,9 @@ class Engine:
                                explore_rate=self.cfg.explore_rate, explore_below=self.cfg.explore_below,
                                draws=self.cfg.explore_draws)
         picked, propensity, explored = rerank.choose(
-            policy, relevance[order], sim, partner_codes, p_click=p[order], multiplier=mult[order],
+            policy, relevance[order], sim, partner_codes, multiplier=mult[order],
             impressions=impressions[order], clicks=clicks[order], prior=prior[order],
-            prior_strength=strength, rng=self._rng)
+            prior_strength=strength, rng=self._rng, slot_lift=self.prior.slot_lift if self.prior else 1.0)
         shown = order[picked]
         positions = np.arange(1, len(shown) + 1)
         p_at = self._p_click_at(X, shown, positions, p_top is not None, prior, impressions)
@@ -284,30 +334,39 @@ class Engine:
         if self.store is not None:
             for o in offers:
                 self.store.apply(Event("impression", user_id, o.offer_id, ts, o.position))
-        self._shown[request_id] = _Shown(user_id, ts, dated, {o.offer_id: o.position for o in offers})
+        self._shown[request_id] = _Shown(user_id, ts, dated, tuple(o.offer_id for o in offers))
         while len(self._shown) > self.cfg.remember_requests:
             self._shown.popitem(last=False)
 
     # ---- /feedback ----------------------------------------------------------------------------
 
     def feedback(self, fb: Feedback) -> FeedbackResponse:
-        shown = self._shown.get(fb.request_id)
+        with self._lock:
+            shown = self._shown.get(fb.request_id)
         if shown is None:
             raise RequestError("request_id", f"{fb.request_id!r} is unknown or too old "
                                f"(the last {self.cfg.remember_requests} requests are kept)", status=404)
-        if fb.offer_id not in shown.positions:
+        if fb.offer_id not in shown.offers:
             raise RequestError("offer_id", f"{fb.offer_id!r} was not shown in request {fb.request_id}", status=404)
-        # events count for requests strictly after them: never date one at or before its page
+        key = f"{fb.offer_id} {fb.event}"
+        # events count for requests strictly after them: never date one at or before its page, and
+        # (live traffic) never in the future, where the next request would not see it yet
         after_page = shown.ts + timedelta(microseconds=1)
-        ts = max(fb.ts or (after_page if shown.dated else utcnow()), after_page)
+        if shown.dated:
+            ts = max(fb.ts or after_page, after_page)
+        else:
+            now = utcnow()
+            ts = max(min(fb.ts or now, now), after_page)
         applied = False
         with self._lock:
-            if self.store is not None:
+            if self.store is not None and key not in shown.applied:
                 self.store.apply(Event(fb.event, shown.user_id, fb.offer_id, ts))
+                self._shown[fb.request_id] = shown._replace(applied=(*shown.applied, key))
                 applied = True
         self.log.write({"kind": "feedback", "ts": ts.isoformat(), "request_id": fb.request_id,
                         "user": hash_user(shown.user_id, self.cfg.hash_salt), "offer": fb.offer_id,
-                        "position": shown.positions[fb.offer_id], "event": fb.event, "value": fb.value})
+                        "position": shown.offers.index(fb.offer_id) + 1, "event": fb.event, "value": fb.value,
+                        "applied": applied})
         return FeedbackResponse(request_id=fb.request_id, offer_id=fb.offer_id, event=fb.event, applied=applied)
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ def served(trained: TrainResult, tmp_path_factory: pytest.TempPathFactory) -> It
     """The server and its prediction log."""
     tmp = tmp_path_factory.mktemp("serve")
     config = write_config(tmp / "serve.toml", model=trained.tag, prediction_log=tmp / "predictions.jsonl",
-                          max_body_bytes=100_000)
+                          max_body_bytes=100_000, hash_salt="test-salt")
     with launch.start(None, tmp / "server.log", config=config) as server:
         yield server, tmp / "predictions.jsonl"
 

@@ -79,6 +79,11 @@ INVALID = {
     "NaN context": ('{"user_id": "u1", "context": {"age": NaN}, "candidates": [{"offer_id": "a"}]}', 400, "age"),
     "unknown field": (OK | {"candidate": []}, 400, "candidate"),
     "bad timestamp": (OK | {"ts": "yesterday"}, 400, "ts"),
+    "timestamp far from the snapshot": (OK | {"ts": "2150-01-01T00:00:00"}, 400, "ts"),
+    "k a boolean": (OK | {"k": True}, 400, "k"),
+    "k a numeric string": (OK | {"k": "3"}, 400, "k"),
+    "numeric pass-through as text": (OK | {"candidates": [{"offer_id": "a", "features": {"price": "cheap"}}]},
+                                     400, "price"),
     "timestamp out of range": (OK | {"ts": "0001-01-01T00:00:00+03:00"}, 400, "ts"),
     "malformed JSON": ('{"user_id": "u1", "candidates": [', 400, "json"),
     "not an object": ("[1, 2]", 400, "object"),
@@ -119,36 +124,49 @@ def _later(body: dict, seconds: int) -> dict:
 
 
 def test_conversion_feedback_excludes_the_offer_next_time(client: httpx.Client, bodies: list[dict]) -> None:
-    body = dict(bodies[5], user_id="feedback-user-1")
-    first = client.post("/rank", json=body).json()
-    converted = first["offers"][0]["offer_id"]
-    r = client.post("/feedback", json={"request_id": first["request_id"], "offer_id": converted,
-                                       "event": "conversion", "value": 12.5})
-    assert r.status_code == 200 and r.json()["applied"] is True
-    again = client.post("/rank", json=_later(body, 60)).json()
-    assert converted not in [o["offer_id"] for o in again["offers"]]
+    """Two users see the same offer; the one who converts never sees it again, the other does."""
+    offer = bodies[5]["candidates"][0]["offer_id"]
+    pages = {}
+    for user, converts in (("converter", True), ("control", False)):
+        body = dict(bodies[5], user_id=f"conversion-{user}", candidates=[{"offer_id": offer}], k=1)
+        first = client.post("/rank", json=body).json()
+        assert [o["offer_id"] for o in first["offers"]] == [offer]
+        if converts:
+            r = client.post("/feedback", json={"request_id": first["request_id"], "offer_id": offer,
+                                               "event": "conversion", "value": 12.5})
+            assert r.status_code == 200 and r.json()["applied"] is True
+        pages[user] = [o["offer_id"] for o in client.post("/rank", json=_later(body, 60)).json()["offers"]]
+    assert pages == {"converter": [], "control": [offer]}
 
 
 def test_click_feedback_changes_the_next_ranking(client: httpx.Client, bodies: list[dict]) -> None:
-    """Two users see the same page; only one clicks. Their next pages differ by that click."""
-    pages = {}
+    """Two new users see the same one-offer page; only one clicks. Their next pages differ by it."""
+    offer = bodies[7]["candidates"][0]["offer_id"]
+    scores = {}
     for user, clicks in (("clicker", True), ("control", False)):
-        body = dict(bodies[7], user_id=f"feedback-{user}", k=1)
+        body = dict(bodies[7], user_id=f"click-{user}", candidates=[{"offer_id": offer}], k=1)
         first = client.post("/rank", json=body).json()
-        offer = first["offers"][0]["offer_id"]
         if clicks:
             r = client.post("/feedback", json={"request_id": first["request_id"], "offer_id": offer, "event": "click"})
-            assert r.status_code == 200
-        only = dict(_later(body, 60), candidates=[{"offer_id": offer}])
-        pages[user] = client.post("/rank", json=only).json()["offers"][0]
-    assert pages["clicker"]["score"] != pages["control"]["score"]
+            assert r.status_code == 200 and r.json()["applied"] is True
+            again = client.post("/feedback", json={"request_id": first["request_id"], "offer_id": offer,
+                                                   "event": "click"})
+            assert again.status_code == 200 and again.json()["applied"] is False  # a retry counts once
+        scores[user] = client.post("/rank", json=_later(body, 60)).json()["offers"][0]["score"]
+    assert scores["clicker"] != scores["control"]
+
+
+def _count(metrics: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(name))
 
 
 def test_health_readiness_metrics_and_docs(client: httpx.Client, bodies: list[dict]) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
+    before = _count(client.get("/metrics").text, 'offer_ranker_latency_seconds_count{stage="total"}')
     client.post("/rank", json=bodies[9])
     metrics = client.get("/metrics").text
+    assert _count(metrics, 'offer_ranker_latency_seconds_count{stage="total"}') == before + 1
     assert 'offer_ranker_latency_seconds_bucket{le="0.0005",stage="total"}' in metrics
     assert 'offer_ranker_latency_seconds_bucket{le="0.0001",stage="model"}' in metrics
     assert "offer_ranker_candidates_bucket" in metrics
@@ -157,16 +175,17 @@ def test_health_readiness_metrics_and_docs(client: httpx.Client, bodies: list[di
 
 
 def test_prediction_log_hashes_user_ids(client: httpx.Client, served: tuple, bodies: list[dict]) -> None:
-    body = dict(bodies[11], user_id="private-user-42")
+    body = dict(bodies[11], user_id="private-user-42", context=dict(bodies[11]["context"], email="a@b.se"))
     out = client.post("/rank", json=body).json()
     lines = [json.loads(line) for line in served[1].read_text().splitlines()]
     mine = [rec for rec in lines if rec.get("request_id") == out["request_id"]]
     assert len(mine) == 1
     rec = mine[0]
-    assert rec["user"] == hash_user("private-user-42") and rec["model_version"] == out["model_version"]
+    assert rec["context"] == {k: body["context"][k] for k in ("device", "country", "surface")}
+    assert rec["user"] == hash_user("private-user-42", "test-salt") and rec["model_version"] == out["model_version"]
     assert rec["offers"] == [o["offer_id"] for o in out["offers"]] and rec["propensities"] == [1.0] * len(out["offers"])
     assert rec["latency_ms"] > 0
-    assert "private-user-42" not in served[1].read_text()
+    assert "private-user-42" not in served[1].read_text() and "a@b.se" not in served[1].read_text()
 
 
 def test_corrupt_snapshot_serves_a_fallback(trained: TrainResult, tmp_path: Path, bodies: list[dict]) -> None:
@@ -190,7 +209,8 @@ def test_cli_rank_prints_the_rest_response(trained: TrainResult, tmp_path: Path,
     request = tmp_path / "request.json"
     request.write_text(json.dumps(bodies[13]))
     cli = subprocess.run([sys.executable, "-m", "offer_ranker", "rank", "--model", trained.tag,
-                          "--request", str(request)], capture_output=True, text=True, check=True)
+                          "--request", str(request)], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert not (tmp_path / "runs").exists()  # nothing reaches a prediction log
     config = write_config(tmp_path / "serve.toml", model=trained.tag, prediction_log=tmp_path / "p.jsonl")
     with launch.start(None, tmp_path / "server.log", config=config) as server:
         rest = httpx.post(server.url + "/rank", content=request.read_bytes(),

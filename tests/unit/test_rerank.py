@@ -77,7 +77,7 @@ def _choose(rate: float, rng: np.random.Generator, draws: int = 400):
     rel = np.array([0.10, 0.09, 0.08, 0.02, 0.02, 0.02])
     sim = rerank.similarity(np.arange(6), np.arange(6), np.zeros((6, 0)))
     policy = rerank.Policy(k=2, lam=1.0, cap=1, explore_rate=rate, explore_below=100, draws=draws)
-    return rerank.choose(policy, rel, sim, np.arange(6), p_click=rel, multiplier=np.ones(6),
+    return rerank.choose(policy, rel, sim, np.arange(6), multiplier=np.ones(6),
                          impressions=np.array([1e4, 1e4, 1e4, 0, 0, 0]), clicks=np.array([1e3, 900, 800, 0, 0, 0]),
                          prior=np.full(6, 0.05), prior_strength=20.0, rng=rng)
 
