@@ -56,8 +56,9 @@ def main() -> None:
     print(f"\nwrote {args.json}")
 
 
-def prepare(tmp: Path, users: int) -> tuple[str, Path]:
-    """Simulated logs → features → a trained bundle; returns its tag and a wrk script of requests."""
+def prepare(tmp: Path, users: int) -> tuple[str, Path, Path]:
+    """Simulated logs → features → a trained bundle; returns its tag and two wrk scripts of the
+    same requests: plain, and with ``"explain": true`` (per-request reasons)."""
     from offer_ranker.build_features import build_features
     from offer_ranker.config import Config
     from offer_ranker.examples import sample_requests
@@ -68,15 +69,17 @@ def prepare(tmp: Path, users: int) -> tuple[str, Path]:
     simulate(cfg.simulate, tmp / "raw")
     build_features(tmp / "raw", tmp / "features", cfg)
     tag = train(tmp / "features", cfg).tag
-    bodies = [json.dumps(b) for b in sample_requests(tmp / "features", 1000, candidates=20)]
-    script = tmp / "rank.lua"
-    lua_bodies = ",\n".join("[==[" + b + "]==]" for b in bodies)
-    script.write_text(
-        f"local bodies = {{\n{lua_bodies}\n}}\nlocal i = 0\n"
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        "request = function()\n  i = i % #bodies + 1\n"
-        '  return wrk.format(nil, "/rank", nil, bodies[i])\nend\n')
-    return tag, script
+    bodies = sample_requests(tmp / "features", 1000, candidates=20)
+    scripts = []
+    for name, explain in (("rank.lua", False), ("explain.lua", True)):
+        lua_bodies = ",\n".join("[==[" + json.dumps(b | {"explain": explain}) + "]==]" for b in bodies)
+        (tmp / name).write_text(
+            f"local bodies = {{\n{lua_bodies}\n}}\nlocal i = 0\n"
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            "request = function()\n  i = i % #bodies + 1\n"
+            '  return wrk.format(nil, "/rank", nil, bodies[i])\nend\n')
+        scripts.append(tmp / name)
+    return tag, scripts[0], scripts[1]
 
 
 def start_target(target: str, tmp: Path, tag: str) -> launch.Server:
@@ -110,7 +113,7 @@ def wrk(port: int, script: Path, connections: int, seconds: int) -> dict:
 def run(tmp: Path, args: argparse.Namespace) -> dict:
     os.environ.update(BENTOML_HOME=str(tmp / "bentoml"), BENTOML_DO_NOT_TRACK="True")
     t0 = time.perf_counter()
-    tag, script = prepare(tmp, args.users)
+    tag, script, explain_script = prepare(tmp, args.users)
     print(f"prepared bundle {tag} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     targets = args.targets.split(",")
     servers = {t: start_target(t, tmp, tag) for t in targets}
@@ -122,11 +125,16 @@ def run(tmp: Path, args: argparse.Namespace) -> dict:
                 wrk(port, script, conns, args.warmup)
                 results[target][str(conns)] = wrk(port, script, conns, args.seconds)
                 print(f"{target:16} c={conns}: {results[target][str(conns)]}", file=sys.stderr)
+                if target == "bentoml" and conns == 1:  # the same requests with "explain": true
+                    wrk(port, explain_script, 1, args.warmup)
+                    explained = results.setdefault("bentoml_explain", {})
+                    explained["1"] = wrk(port, explain_script, 1, args.seconds)
+                    print(f"bentoml explain   c=1: {explained['1']}", file=sys.stderr)
     finally:
         for server in servers.values():
             server.stop()
     ratios = {}
-    for target in targets:
+    for target in results:
         if target == "baseline" or "baseline" not in results:
             continue
         ratios[target] = {}
@@ -136,7 +144,9 @@ def run(tmp: Path, args: argparse.Namespace) -> dict:
                                      "throughput_ratio": r["requests_per_s"] / b["requests_per_s"]}
     return {"benchmark": "service", "candidates_per_request": 20, "seconds": args.seconds, "users": args.users,
             "cpus": os.cpu_count(), "load_generator": "wrk -t1 (closed loop)", "results": results,
-            "ratios_to_baseline": ratios, "goals": GOALS}
+            "ratios_to_baseline": ratios, "goals": GOALS,
+            "explain_overhead_p50_ms": (results["bentoml_explain"]["1"]["p50_ms"] - results["bentoml"]["1"]["p50_ms"]
+                                        if "bentoml_explain" in results else None)}
 
 
 def print_table(result: dict) -> None:
@@ -149,6 +159,8 @@ def print_table(result: dict) -> None:
                      if ratio else f" {'1':>6} {'1':>6} {'1':>6}")
             print(f"{target:16} {conns:>5} {r['p50_ms']:8.2f} {r['p90_ms']:8.2f} {r['p99_ms']:8.2f}"
                   f" {r['requests_per_s']:8.0f} {r['errors']:6d}{extra}")
+    if result.get("explain_overhead_p50_ms") is not None:
+        print(f"explain=true adds {result['explain_overhead_p50_ms']:.2f} ms at p50 (goal <= 1 ms)")
     goals = result["goals"]
     print(f"goals for bentoml: p50 x <= {goals['p50_ratio']}, p99 x <= {goals['p99_ratio']}, "
           f"throughput x >= {goals['throughput_ratio']}, zero errors")

@@ -49,6 +49,7 @@ class Explanation:
     X: np.ndarray
     values: np.ndarray  # (rows, features), log-odds
     base: float
+    slot: np.ndarray  # (rows,) the contribution of the position column (slot 1 for every row)
     p_click: np.ndarray  # calibrated, at slot 1
     method: str
     seconds: float
@@ -56,7 +57,7 @@ class Explanation:
     @property
     def probability_values(self) -> np.ndarray:
         """Contributions in probability points: each row's log-odds shares of p − p(base)."""
-        raw = self.base + self.values.sum(axis=1)
+        raw = self.base + self.values.sum(axis=1) + self.slot
         delta = _sigmoid(raw) - _sigmoid(self.base)
         total = self.values.sum(axis=1)
         scale = np.divide(delta, total, out=np.zeros_like(delta), where=np.abs(total) > 1e-12)
@@ -105,7 +106,7 @@ def shap_values(bundle: Bundle, frame: pl.DataFrame, seconds: float) -> Explanat
     frame, X = frame.head(n), X[:n]
     names = list(bundle.spec.names)
     descriptions = {f["name"]: f.get("description", f["name"]) for f in bundle.manifest["features"]}
-    return Explanation(frame, names, descriptions, X, values[:, : len(names)], base,
+    return Explanation(frame, names, descriptions, X, values[:, : len(names)], base, values[:, len(names)],
                        bundle.p_click(X, 1.0), method, time.perf_counter() - started)
 
 
