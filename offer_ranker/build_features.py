@@ -132,8 +132,12 @@ def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config
     steps = ("events", "priors", *GROUPS)
     for step in track(steps, "building features", len(steps)):
         sql.run(con, f"features/{step}.sql", **params)
+    # The snapshot reads the running state tables; the training frame needs only base and the
+    # f_* tables, so the snapshot is written first and assemble.sql frees the rest.
+    snapshot = write_snapshot(con, stage, source, extras, snapshot_as_of, first_ts.date(), last_ts.date())
+    stage.write_json("snapshot/snapshot.json", snapshot | {"t_ref": t_ref, "tau_seconds": tau})
     train = stage.path("train.parquet")
-    sql.run(con, "features/assemble.sql", path=sql.literal(train))
+    sql.run(con, "features/assemble.sql", path=sql.literal(train), columns=params["columns"])
     features = FEATURES + tuple(f for _, f in extras)
     manifest = {
         "features": [_describe(f) for f in features],
@@ -148,8 +152,6 @@ def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config
         "settings": cfg.features.model_dump(),
     }
     stage.write_json("manifest.json", manifest)
-    snapshot = write_snapshot(con, stage, source, extras, snapshot_as_of, first_ts.date(), last_ts.date())
-    stage.write_json("snapshot/snapshot.json", snapshot | {"t_ref": t_ref, "tau_seconds": tau})
     return n, features
 
 

@@ -2,39 +2,50 @@
 -- and conversion rates, and clicks over the clicks its screen positions would predict.
 -- Decayed counts: sum of exp(-(t - t_event) / tau) over earlier events, computed as
 -- exp(-(t - t_ref) / tau) * running sum of exp((t_event - t_ref) / tau).
+--
+-- offer_state holds, per (offer, event time), the running totals up to and including that time
+-- (the online snapshot reads them) and the events at that time (ts_*). The history strictly
+-- before t is the running total at t minus the events at t: a lookup by (offer, request ts),
+-- no as-of join. The features are computed once per (offer, request ts), not per impression.
 CREATE OR REPLACE TEMP TABLE offer_state AS
 WITH per_ts AS (
-    SELECT e.ok, e.ts,
+    SELECT e.ok, e.ts, any_value(e.category) AS category,
            sum(e.impressions) AS impressions, sum(e.clicks) AS clicks, sum(e.conversions) AS conversions,
            sum(CASE WHEN e.impressions = 1 THEN p.ctr ELSE 0 END) AS expected_clicks
     FROM events AS e
     LEFT JOIN position_ctr AS p ON p.day = CAST(e.ts AS DATE) AND p.position = e.position
     GROUP BY e.ok, e.ts
+), scaled AS (
+    SELECT *, exp((epoch_us(ts) / 1e6 - {{ t_ref }}) / {{ tau }}) AS scale FROM per_ts
 )
-SELECT ok, ts,
+SELECT ok, ts, category,
+       impressions AS ts_impressions, clicks AS ts_clicks, conversions AS ts_conversions,
+       expected_clicks AS ts_expected_clicks,
+       impressions * scale AS ts_impressions_scaled, clicks * scale AS ts_clicks_scaled,
        sum(impressions) OVER w AS impressions,
        sum(clicks) OVER w AS clicks,
        sum(conversions) OVER w AS conversions,
        sum(expected_clicks) OVER w AS expected_clicks,
-       sum(impressions * exp((epoch_us(ts) / 1e6 - {{ t_ref }}) / {{ tau }})) OVER w AS impressions_scaled,
-       sum(clicks * exp((epoch_us(ts) / 1e6 - {{ t_ref }}) / {{ tau }})) OVER w AS clicks_scaled
-FROM per_ts
+       sum(impressions * scale) OVER w AS impressions_scaled,
+       sum(clicks * scale) OVER w AS clicks_scaled
+FROM scaled
 -- (key, ts) is unique here, so the default RANGE frame is the running total; it is
 -- about twice as fast as ROWS in DuckDB for several aggregates over large partitions.
 WINDOW w AS (PARTITION BY ok ORDER BY ts);
 
+-- One row per (offer, request ts); assemble.sql joins it to the impressions on (ok, ts).
 CREATE OR REPLACE TEMP TABLE f_offer_history AS
 WITH s AS (
-    SELECT b._i, b.day, coalesce(b.category, '') AS category_key,
-           coalesce(s.impressions, 0) AS impressions, coalesce(s.clicks, 0) AS clicks,
-           coalesce(s.conversions, 0) AS conversions, coalesce(s.expected_clicks, 0) AS expected_clicks,
-           coalesce(s.impressions_scaled, 0) * exp(({{ t_ref }} - epoch_us(b.ts) / 1e6) / {{ tau }}) AS impressions_recent,
-           coalesce(s.clicks_scaled, 0) * exp(({{ t_ref }} - epoch_us(b.ts) / 1e6) / {{ tau }}) AS clicks_recent
-    FROM base AS b
-    ASOF LEFT JOIN offer_state AS s ON s.ok = b.ok AND b.ts > s.ts
+    SELECT ok, ts, CAST(ts AS DATE) AS day, coalesce(category, '') AS category_key,
+           impressions - ts_impressions AS impressions, clicks - ts_clicks AS clicks,
+           conversions - ts_conversions AS conversions, expected_clicks - ts_expected_clicks AS expected_clicks,
+           (impressions_scaled - ts_impressions_scaled) * exp(({{ t_ref }} - epoch_us(ts) / 1e6) / {{ tau }}) AS impressions_recent,
+           (clicks_scaled - ts_clicks_scaled) * exp(({{ t_ref }} - epoch_us(ts) / 1e6) / {{ tau }}) AS clicks_recent
+    FROM offer_state
+    WHERE ts_impressions > 0
 )
 SELECT
-    s._i,
+    s.ok, s.ts,
     CAST(s.impressions AS DOUBLE) AS offer_impressions,
     CAST(s.clicks AS DOUBLE) AS offer_clicks,
     CAST(s.conversions AS DOUBLE) AS offer_conversions,

@@ -50,7 +50,7 @@ COPY (
     SELECT ids.user_id, ids.category, max_by(impressions, ts) AS impressions, max_by(clicks, ts) AS clicks
     FROM user_category_state
     JOIN (SELECT uck, any_value(user_id) AS user_id, any_value(category) AS category
-          FROM base WHERE uck IS NOT NULL GROUP BY uck) AS ids USING (uck)
+          FROM base WHERE category IS NOT NULL GROUP BY uck) AS ids USING (uck)
     WHERE ts < {{ as_of }} GROUP BY ids.user_id, ids.category ORDER BY user_id, category
 ) TO {{ user_category_path }} (FORMAT parquet, COMPRESSION zstd);
 

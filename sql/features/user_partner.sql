@@ -5,7 +5,7 @@ WITH per_ts AS (
            sum(impressions) AS impressions, sum(clicks) AS clicks, sum(conversions) AS conversions
     FROM events WHERE upk IS NOT NULL GROUP BY upk, ts
 )
-SELECT upk, ts,
+SELECT upk, ts, impressions AS ts_impressions, clicks AS ts_clicks, conversions AS ts_conversions,
        sum(impressions) OVER w AS impressions, sum(clicks) OVER w AS clicks,
        sum(conversions) OVER w AS conversions
 FROM per_ts
@@ -13,11 +13,12 @@ FROM per_ts
 -- about twice as fast as ROWS in DuckDB for several aggregates over large partitions.
 WINDOW w AS (PARTITION BY upk ORDER BY ts);
 
+-- One row per (user×partner, request ts); offers without a partner get zeros (assemble.sql).
 CREATE OR REPLACE TEMP TABLE f_user_partner AS
 SELECT
-    b._i,
-    CAST(coalesce(s.impressions, 0) AS DOUBLE) AS up_impressions,
-    CAST(coalesce(s.clicks, 0) AS DOUBLE) AS up_clicks,
-    CAST(coalesce(s.conversions, 0) AS DOUBLE) AS up_conversions
-FROM base AS b
-ASOF LEFT JOIN user_partner_state AS s ON s.upk = b.upk AND b.ts > s.ts;
+    upk, ts,
+    CAST(impressions - ts_impressions AS DOUBLE) AS up_impressions,
+    CAST(clicks - ts_clicks AS DOUBLE) AS up_clicks,
+    CAST(conversions - ts_conversions AS DOUBLE) AS up_conversions
+FROM user_partner_state
+WHERE ts_impressions > 0;
