@@ -8,11 +8,7 @@
 -- The events and running states are done with (the snapshot is written before this step):
 -- free their memory for the joins and the sort.
 DROP TABLE events;
-DROP TABLE offer_state;
 DROP TABLE user_state;
-DROP TABLE user_category_state;
-DROP TABLE user_partner_state;
-DROP TABLE user_offer_state;
 DROP TABLE offer_before_day;
 -- (the ORDER BY keeps the file in order; nothing else needs the insertion order)
 SET preserve_insertion_order = false;

@@ -3,11 +3,9 @@
 -- Decayed counts: sum of exp(-(t - t_event) / tau) over earlier events, computed as
 -- exp(-(t - t_ref) / tau) * running sum of exp((t_event - t_ref) / tau).
 --
--- offer_state holds, per (offer, event time), the running totals up to and including that time
--- (the online snapshot reads them) and the events at that time (ts_*). The history strictly
--- before t is the running total at t minus the events at t: a lookup by (offer, request ts),
--- no as-of join. The features are computed once per (offer, request ts), not per impression.
-CREATE OR REPLACE TEMP TABLE offer_state AS
+-- One row per (offer, request ts), looked up by assemble.sql: the history strictly before ts is
+-- the running total at ts minus the events at ts (no as-of join per impression).
+CREATE OR REPLACE TEMP TABLE f_offer_history AS
 WITH per_ts AS (
     SELECT e.ok, e.ts, any_value(e.category) AS category,
            sum(e.impressions) AS impressions, sum(e.clicks) AS clicks, sum(e.conversions) AS conversions,
@@ -17,32 +15,20 @@ WITH per_ts AS (
     GROUP BY e.ok, e.ts
 ), scaled AS (
     SELECT *, exp((epoch_us(ts) / 1e6 - {{ t_ref }}) / {{ tau }}) AS scale FROM per_ts
-)
-SELECT ok, ts, category,
-       impressions AS ts_impressions, clicks AS ts_clicks, conversions AS ts_conversions,
-       expected_clicks AS ts_expected_clicks,
-       impressions * scale AS ts_impressions_scaled, clicks * scale AS ts_clicks_scaled,
-       sum(impressions) OVER w AS impressions,
-       sum(clicks) OVER w AS clicks,
-       sum(conversions) OVER w AS conversions,
-       sum(expected_clicks) OVER w AS expected_clicks,
-       sum(impressions * scale) OVER w AS impressions_scaled,
-       sum(clicks * scale) OVER w AS clicks_scaled
-FROM scaled
--- (key, ts) is unique here, so the default RANGE frame is the running total; it is
--- about twice as fast as ROWS in DuckDB for several aggregates over large partitions.
-WINDOW w AS (PARTITION BY ok ORDER BY ts);
-
--- One row per (offer, request ts); assemble.sql joins it to the impressions on (ok, ts).
-CREATE OR REPLACE TEMP TABLE f_offer_history AS
-WITH s AS (
-    SELECT ok, ts, CAST(ts AS DATE) AS day, coalesce(category, '') AS category_key,
-           impressions - ts_impressions AS impressions, clicks - ts_clicks AS clicks,
-           conversions - ts_conversions AS conversions, expected_clicks - ts_expected_clicks AS expected_clicks,
-           (impressions_scaled - ts_impressions_scaled) * exp(({{ t_ref }} - epoch_us(ts) / 1e6) / {{ tau }}) AS impressions_recent,
-           (clicks_scaled - ts_clicks_scaled) * exp(({{ t_ref }} - epoch_us(ts) / 1e6) / {{ tau }}) AS clicks_recent
-    FROM offer_state
-    WHERE ts_impressions > 0
+), s AS (
+    SELECT ok, ts, CAST(ts AS DATE) AS day, coalesce(category, '') AS category_key, impressions AS ts_impressions,
+           sum(impressions) OVER w - impressions AS impressions,
+           sum(clicks) OVER w - clicks AS clicks,
+           sum(conversions) OVER w - conversions AS conversions,
+           sum(expected_clicks) OVER w - expected_clicks AS expected_clicks,
+           (sum(impressions * scale) OVER w - impressions * scale)
+               * exp(({{ t_ref }} - epoch_us(ts) / 1e6) / {{ tau }}) AS impressions_recent,
+           (sum(clicks * scale) OVER w - clicks * scale)
+               * exp(({{ t_ref }} - epoch_us(ts) / 1e6) / {{ tau }}) AS clicks_recent
+    FROM scaled
+    -- (key, ts) is unique here, so the default RANGE frame is the running total; it is
+    -- about twice as fast as ROWS in DuckDB for several aggregates over large partitions.
+    WINDOW w AS (PARTITION BY ok ORDER BY ts)
 )
 SELECT
     s.ok, s.ts,
@@ -57,4 +43,5 @@ SELECT
     -- shrunk towards 1 with the prior's weight in clicks
     (s.clicks + p.ctr_mean * p.ctr_strength) / (s.expected_clicks + p.ctr_mean * p.ctr_strength) AS offer_coec
 FROM s
-JOIN offer_priors AS p ON p.day = s.day AND p.category_key = s.category_key;
+JOIN offer_priors AS p ON p.day = s.day AND p.category_key = s.category_key
+WHERE s.ts_impressions > 0;
