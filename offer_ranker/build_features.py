@@ -132,10 +132,11 @@ def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config
     steps = ("events", "priors", *GROUPS)
     for step in track(steps, "building features", len(steps)):
         sql.run(con, f"features/{step}.sql", **params)
-    # The snapshot reads the running state tables; the training frame needs only base and the
-    # f_* tables, so the snapshot is written first and assemble.sql frees the rest.
+    # The snapshot reads the events and user_state; the training frame needs only base and the
+    # f_* tables, so the snapshot is written first and the rest freed before assembling.
     snapshot = write_snapshot(con, stage, source, extras, snapshot_as_of, first_ts.date(), last_ts.date(), params)
     stage.write_json("snapshot/snapshot.json", snapshot | {"t_ref": t_ref, "tau_seconds": tau})
+    sql.run(con, "features/release.sql")
     train = stage.path("train.parquet")
     sql.run(con, "features/assemble.sql", path=sql.literal(train), columns=params["columns"])
     features = FEATURES + tuple(f for _, f in extras)
