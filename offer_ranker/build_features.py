@@ -90,8 +90,10 @@ SNAPSHOT_TABLES = ("offers", "users", "user_category", "user_partner", "user_off
 
 
 def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, extras: Extras,
-                   as_of: datetime | None, first_day: date, last_day: date, params: dict[str, str]) -> dict[str, Any]:
-    """Stage ``snapshot/<table>.parquet`` from the state tables of the pipeline run on ``con``.
+                   as_of: datetime | None, first_day: date, last_day: date,
+                   params: dict[str, str]) -> dict[str, Any]:
+    """Stage ``snapshot/<table>.parquet`` from the events and state tables of the pipeline run on
+    ``con`` (``params``: the pipeline's, for t_ref and tau).
 
     The priors are those of the day the next request falls on: the day of ``as_of``, or the day
     after the last event.
@@ -105,7 +107,8 @@ def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, ext
                                f"({first_day}) and the day after the last ({last_day + timedelta(days=1)})")
     lists = {"offer_extras": _select_list(extras, "o", qualified=False),
              "user_extras": _select_list(extras, "u", qualified=False)}
-    sql.run(con, "features/snapshot.sql", t_ref=params["t_ref"], tau=params["tau"], as_of=cutoff, prior_day=f"DATE {sql.literal(prior_day.isoformat())}",
+    sql.run(con, "features/snapshot.sql", t_ref=params["t_ref"], tau=params["tau"], as_of=cutoff,
+            prior_day=f"DATE {sql.literal(prior_day.isoformat())}",
             offers=sql.literal(source / "offers.parquet"), users=sql.literal(source / "users.parquet"),
             **lists, **{f"{t}_path": sql.literal(stage.path(f"snapshot/{t}.parquet")) for t in SNAPSHOT_TABLES})
     return {"as_of": None if as_of is None else as_of.isoformat(), "prior_day": prior_day.isoformat(),
