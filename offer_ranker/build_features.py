@@ -90,8 +90,10 @@ SNAPSHOT_TABLES = ("offers", "users", "user_category", "user_partner", "user_off
 
 
 def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, extras: Extras,
-                   as_of: datetime | None, first_day: date, last_day: date) -> dict[str, Any]:
-    """Stage ``snapshot/<table>.parquet`` from the state tables of the pipeline run on ``con``.
+                   as_of: datetime | None, first_day: date, last_day: date,
+                   params: dict[str, str]) -> dict[str, Any]:
+    """Stage ``snapshot/<table>.parquet`` from the events and state tables of the pipeline run on
+    ``con`` (``params``: the pipeline's, for t_ref and tau).
 
     The priors are those of the day the next request falls on: the day of ``as_of``, or the day
     after the last event.
@@ -105,7 +107,8 @@ def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, ext
                                f"({first_day}) and the day after the last ({last_day + timedelta(days=1)})")
     lists = {"offer_extras": _select_list(extras, "o", qualified=False),
              "user_extras": _select_list(extras, "u", qualified=False)}
-    sql.run(con, "features/snapshot.sql", as_of=cutoff, prior_day=f"DATE {sql.literal(prior_day.isoformat())}",
+    sql.run(con, "features/snapshot.sql", t_ref=params["t_ref"], tau=params["tau"], as_of=cutoff,
+            prior_day=f"DATE {sql.literal(prior_day.isoformat())}",
             offers=sql.literal(source / "offers.parquet"), users=sql.literal(source / "users.parquet"),
             **lists, **{f"{t}_path": sql.literal(stage.path(f"snapshot/{t}.parquet")) for t in SNAPSHOT_TABLES})
     return {"as_of": None if as_of is None else as_of.isoformat(), "prior_day": prior_day.isoformat(),
@@ -132,8 +135,13 @@ def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config
     steps = ("events", "priors", *GROUPS)
     for step in track(steps, "building features", len(steps)):
         sql.run(con, f"features/{step}.sql", **params)
+    # The snapshot reads the events and user_state; the training frame needs only base and the
+    # f_* tables, so the snapshot is written first and the rest freed before assembling.
+    snapshot = write_snapshot(con, stage, source, extras, snapshot_as_of, first_ts.date(), last_ts.date(), params)
+    stage.write_json("snapshot/snapshot.json", snapshot | {"t_ref": t_ref, "tau_seconds": tau})
+    sql.run(con, "features/release.sql")
     train = stage.path("train.parquet")
-    sql.run(con, "features/assemble.sql", path=sql.literal(train))
+    sql.run(con, "features/assemble.sql", path=sql.literal(train), columns=params["columns"])
     features = FEATURES + tuple(f for _, f in extras)
     manifest = {
         "features": [_describe(f) for f in features],
@@ -148,8 +156,6 @@ def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config
         "settings": cfg.features.model_dump(),
     }
     stage.write_json("manifest.json", manifest)
-    snapshot = write_snapshot(con, stage, source, extras, snapshot_as_of, first_ts.date(), last_ts.date())
-    stage.write_json("snapshot/snapshot.json", snapshot | {"t_ref": t_ref, "tau_seconds": tau})
     return n, features
 
 

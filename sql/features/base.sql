@@ -1,12 +1,13 @@
--- The impressions to featurize: one row each, with a row index _i (file order; assemble.sql
--- sorts once, at the end), the event day,
--- the offer's and user's catalogue attributes, and the extra raw columns passed through
--- ({{ extras }}, chosen in build_features.py).
+-- The impressions to featurize: one row each, with the request's time and day, the offer's and
+-- user's catalogue attributes, and the extra raw columns passed through under their feature
+-- names ({{ extras }}, chosen in build_features.py). Rows are in no particular order (the
+-- window and the joins reorder them); assemble.sql sorts once, at the end.
 --
 -- Entities are keyed by 64-bit hashes of their ids (_r request, uk user, ok offer, uck
 -- user×category, upk user×partner, uok user×offer): sorting, grouping and joining 10M rows on
 -- integers is several times faster than on text. The chance of any collision among 10M keys is
--- about 3e-6.
+-- about 3e-6. An offer without a category still gets a uck (the user's with a NULL category,
+-- which has no history: user_category.sql); one without a partner gets no upk.
 CREATE OR REPLACE TEMP TABLE base AS
 WITH joined AS (
     SELECT
@@ -19,7 +20,7 @@ WITH joined AS (
         o.category, o.partner, o.payout, o.start_ts, o.end_ts,
         u.signup_ts,
         hash(i.request_id) AS _r, hash(i.user_id) AS uk, hash(i.offer_id) AS ok,
-        CASE WHEN o.category IS NOT NULL THEN hash(i.user_id, o.category) END AS uck,
+        hash(i.user_id, o.category) AS uck,
         CASE WHEN o.partner IS NOT NULL THEN hash(i.user_id, o.partner) END AS upk,
         hash(i.user_id, i.offer_id) AS uok
         {{ extras }}
@@ -27,5 +28,4 @@ WITH joined AS (
     LEFT JOIN read_parquet({{ offers }}) AS o USING (offer_id)
     LEFT JOIN read_parquet({{ users }}) AS u USING (user_id)
 )
-SELECT CAST(row_number() OVER () - 1 AS BIGINT) AS _i, *
 FROM joined;

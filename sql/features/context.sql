@@ -1,10 +1,6 @@
--- The page view's context.
-CREATE OR REPLACE TEMP TABLE f_context AS
-SELECT
-    _i,
-    CAST(hour(ts) AS DOUBLE) AS ctx_hour,
-    CAST(dayofweek(ts) AS DOUBLE) AS ctx_weekday,
-    device AS ctx_device,
-    country AS ctx_country,
-    surface AS ctx_surface
-FROM base;
+-- The page view's context. Per-impression expressions over base columns; assemble.sql applies them.
+CREATE OR REPLACE TEMP MACRO ctx_hour(ts) AS CAST(hour(ts) AS DOUBLE);
+CREATE OR REPLACE TEMP MACRO ctx_weekday(ts) AS CAST(dayofweek(ts) AS DOUBLE);
+CREATE OR REPLACE TEMP MACRO ctx_device(device) AS device;
+CREATE OR REPLACE TEMP MACRO ctx_country(country) AS country;
+CREATE OR REPLACE TEMP MACRO ctx_surface(surface) AS surface;

@@ -2,39 +2,36 @@
 -- and conversion rates, and clicks over the clicks its screen positions would predict.
 -- Decayed counts: sum of exp(-(t - t_event) / tau) over earlier events, computed as
 -- exp(-(t - t_ref) / tau) * running sum of exp((t_event - t_ref) / tau).
-CREATE OR REPLACE TEMP TABLE offer_state AS
+--
+-- One row per (offer, request ts), looked up by assemble.sql: the history strictly before ts is
+-- the running total at ts minus the events at ts (no as-of join per impression).
+CREATE OR REPLACE TEMP TABLE f_offer_history AS
 WITH per_ts AS (
-    SELECT e.ok, e.ts,
+    SELECT e.ok, e.ts, any_value(e.category) AS category,
            sum(e.impressions) AS impressions, sum(e.clicks) AS clicks, sum(e.conversions) AS conversions,
            sum(CASE WHEN e.impressions = 1 THEN p.ctr ELSE 0 END) AS expected_clicks
     FROM events AS e
     LEFT JOIN position_ctr AS p ON p.day = CAST(e.ts AS DATE) AND p.position = e.position
     GROUP BY e.ok, e.ts
-)
-SELECT ok, ts,
-       sum(impressions) OVER w AS impressions,
-       sum(clicks) OVER w AS clicks,
-       sum(conversions) OVER w AS conversions,
-       sum(expected_clicks) OVER w AS expected_clicks,
-       sum(impressions * exp((epoch_us(ts) / 1e6 - {{ t_ref }}) / {{ tau }})) OVER w AS impressions_scaled,
-       sum(clicks * exp((epoch_us(ts) / 1e6 - {{ t_ref }}) / {{ tau }})) OVER w AS clicks_scaled
-FROM per_ts
--- (key, ts) is unique here, so the default RANGE frame is the running total; it is
--- about twice as fast as ROWS in DuckDB for several aggregates over large partitions.
-WINDOW w AS (PARTITION BY ok ORDER BY ts);
-
-CREATE OR REPLACE TEMP TABLE f_offer_history AS
-WITH s AS (
-    SELECT b._i, b.day, coalesce(b.category, '') AS category_key,
-           coalesce(s.impressions, 0) AS impressions, coalesce(s.clicks, 0) AS clicks,
-           coalesce(s.conversions, 0) AS conversions, coalesce(s.expected_clicks, 0) AS expected_clicks,
-           coalesce(s.impressions_scaled, 0) * exp(({{ t_ref }} - epoch_us(b.ts) / 1e6) / {{ tau }}) AS impressions_recent,
-           coalesce(s.clicks_scaled, 0) * exp(({{ t_ref }} - epoch_us(b.ts) / 1e6) / {{ tau }}) AS clicks_recent
-    FROM base AS b
-    ASOF LEFT JOIN offer_state AS s ON s.ok = b.ok AND b.ts > s.ts
+), scaled AS (
+    SELECT *, exp((epoch_us(ts) / 1e6 - {{ t_ref }}) / {{ tau }}) AS scale FROM per_ts
+), s AS (
+    SELECT ok, ts, CAST(ts AS DATE) AS day, coalesce(category, '') AS category_key, impressions AS ts_impressions,
+           sum(impressions) OVER w - impressions AS impressions,
+           sum(clicks) OVER w - clicks AS clicks,
+           sum(conversions) OVER w - conversions AS conversions,
+           sum(expected_clicks) OVER w - expected_clicks AS expected_clicks,
+           (sum(impressions * scale) OVER w - impressions * scale)
+               * exp(({{ t_ref }} - epoch_us(ts) / 1e6) / {{ tau }}) AS impressions_recent,
+           (sum(clicks * scale) OVER w - clicks * scale)
+               * exp(({{ t_ref }} - epoch_us(ts) / 1e6) / {{ tau }}) AS clicks_recent
+    FROM scaled
+    -- (key, ts) is unique here, so the default RANGE frame is the running total; it is
+    -- about twice as fast as ROWS in DuckDB for several aggregates over large partitions.
+    WINDOW w AS (PARTITION BY ok ORDER BY ts)
 )
 SELECT
-    s._i,
+    s.ok, s.ts,
     CAST(s.impressions AS DOUBLE) AS offer_impressions,
     CAST(s.clicks AS DOUBLE) AS offer_clicks,
     CAST(s.conversions AS DOUBLE) AS offer_conversions,
@@ -46,4 +43,5 @@ SELECT
     -- shrunk towards 1 with the prior's weight in clicks
     (s.clicks + p.ctr_mean * p.ctr_strength) / (s.expected_clicks + p.ctr_mean * p.ctr_strength) AS offer_coec
 FROM s
-JOIN offer_priors AS p ON p.day = s.day AND p.category_key = s.category_key;
+JOIN offer_priors AS p ON p.day = s.day AND p.category_key = s.category_key
+WHERE s.ts_impressions > 0;

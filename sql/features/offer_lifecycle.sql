@@ -1,10 +1,7 @@
 -- Where the offer is in its life at the time of the impression, and its catalogue attributes.
-CREATE OR REPLACE TEMP TABLE f_offer_lifecycle AS
-SELECT
-    _i,
-    hours_between(start_ts, ts) AS offer_age_hours,
-    hours_between(ts, end_ts) AS offer_hours_to_expiry,
-    CAST(payout AS DOUBLE) AS offer_payout,
-    category AS offer_category,
-    partner AS offer_partner
-FROM base;
+-- Per-impression expressions over base columns; assemble.sql applies them.
+CREATE OR REPLACE TEMP MACRO offer_age_hours(start_ts, ts) AS hours_between(start_ts, ts);
+CREATE OR REPLACE TEMP MACRO offer_hours_to_expiry(ts, end_ts) AS hours_between(ts, end_ts);
+CREATE OR REPLACE TEMP MACRO offer_payout(payout) AS CAST(payout AS DOUBLE);
+CREATE OR REPLACE TEMP MACRO offer_category(category) AS category;
+CREATE OR REPLACE TEMP MACRO offer_partner(partner) AS partner;

@@ -1,3 +1,2 @@
--- Extra raw columns, used as they are ({{ columns }} is built from the manifest's pass-through list).
-CREATE OR REPLACE TEMP TABLE f_passthrough AS
-SELECT _i {{ columns }} FROM base;
+-- Extra raw columns, used as they are: base.sql selects them under their feature names (the
+-- extras chosen in build_features.py) and assemble.sql writes them. Nothing to compute here.

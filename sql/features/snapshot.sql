@@ -2,17 +2,24 @@
 -- user×offer from the events strictly before {{ as_of }}, with the catalogue attributes and the
 -- priors of day {{ prior_day }}. Decayed counts are stored as their running sums scaled by
 -- exp((t_event - t_ref) / tau), exactly as the offline features use them; the online path
--- decays them to the request time the same way. States are keyed by id hashes (see base.sql);
--- the ids come back through the key -> id maps of base.
+-- decays them to the request time the same way. Offer and pair states are the sums of their
+-- events before {{ as_of }}, user states the last running totals of user_state before it; both
+-- are grouped on the id hashes (see base.sql) and the ids come back through key -> id maps.
+CREATE OR REPLACE TEMP TABLE snapshot_users AS SELECT uk, any_value(user_id) AS user_id FROM base GROUP BY uk;
+CREATE OR REPLACE TEMP TABLE snapshot_offers AS
+SELECT ok, any_value(offer_id) AS offer_id, any_value(partner) AS partner FROM base GROUP BY ok;
+
 COPY (
     WITH s AS (
         SELECT ids.offer_id,
-               max_by(impressions, ts) AS impressions, max_by(clicks, ts) AS clicks,
-               max_by(conversions, ts) AS conversions, max_by(expected_clicks, ts) AS expected_clicks,
-               max_by(impressions_scaled, ts) AS impressions_scaled, max_by(clicks_scaled, ts) AS clicks_scaled
-        FROM offer_state
-        JOIN (SELECT ok, any_value(offer_id) AS offer_id FROM base GROUP BY ok) AS ids USING (ok)
-        WHERE ts < {{ as_of }} GROUP BY ids.offer_id
+               sum(e.impressions) AS impressions, sum(e.clicks) AS clicks, sum(e.conversions) AS conversions,
+               sum(CASE WHEN e.impressions = 1 THEN p.ctr ELSE 0 END) AS expected_clicks,
+               sum(e.impressions * exp((epoch_us(e.ts) / 1e6 - {{ t_ref }}) / {{ tau }})) AS impressions_scaled,
+               sum(e.clicks * exp((epoch_us(e.ts) / 1e6 - {{ t_ref }}) / {{ tau }})) AS clicks_scaled
+        FROM events AS e
+        LEFT JOIN position_ctr AS p ON p.day = CAST(e.ts AS DATE) AND p.position = e.position
+        JOIN snapshot_offers AS ids USING (ok)
+        WHERE e.ts < {{ as_of }} GROUP BY ids.offer_id
     ), catalogue AS (  -- every offer of the catalogue, shown yet or not (cold start)
         SELECT offer_id, category, partner, payout, start_ts, end_ts {{ offer_extras }}
         FROM read_parquet({{ offers }})
@@ -33,7 +40,7 @@ COPY (
                max_by(clicks, ts) AS clicks, max_by(conversions, ts) AS conversions,
                max_by(last_visit, ts) AS last_visit, max_by(last_click, ts) AS last_click
         FROM user_state
-        JOIN (SELECT uk, any_value(user_id) AS user_id FROM base GROUP BY uk) AS ids USING (uk)
+        JOIN snapshot_users AS ids USING (uk)
         WHERE ts < {{ as_of }} GROUP BY ids.user_id
     ), attributes AS (  -- every user of the users table, seen yet or not
         SELECT user_id, signup_ts {{ user_extras }} FROM read_parquet({{ users }})
@@ -46,30 +53,36 @@ COPY (
     ORDER BY user_id
 ) TO {{ users_path }} (FORMAT parquet, COMPRESSION zstd);
 
+-- The user×category, user×partner and user×offer states are the sums of their events before
+-- {{ as_of }}, grouped on integer keys and named through the user and offer maps.
+
 COPY (
-    SELECT ids.user_id, ids.category, max_by(impressions, ts) AS impressions, max_by(clicks, ts) AS clicks
-    FROM user_category_state
-    JOIN (SELECT uck, any_value(user_id) AS user_id, any_value(category) AS category
-          FROM base WHERE uck IS NOT NULL GROUP BY uck) AS ids USING (uck)
-    WHERE ts < {{ as_of }} GROUP BY ids.user_id, ids.category ORDER BY user_id, category
+    SELECT u.user_id, s.category, s.impressions, s.clicks
+    FROM (SELECT uk, category, sum(impressions) AS impressions, sum(clicks) AS clicks
+          FROM events WHERE category IS NOT NULL AND ts < {{ as_of }} GROUP BY uk, category) AS s
+    JOIN snapshot_users AS u USING (uk)
+    ORDER BY u.user_id, s.category
 ) TO {{ user_category_path }} (FORMAT parquet, COMPRESSION zstd);
 
 COPY (
-    SELECT ids.user_id, ids.partner, max_by(impressions, ts) AS impressions, max_by(clicks, ts) AS clicks,
-           max_by(conversions, ts) AS conversions
-    FROM user_partner_state
-    JOIN (SELECT upk, any_value(user_id) AS user_id, any_value(partner) AS partner
-          FROM base WHERE upk IS NOT NULL GROUP BY upk) AS ids USING (upk)
-    WHERE ts < {{ as_of }} GROUP BY ids.user_id, ids.partner ORDER BY user_id, partner
+    SELECT u.user_id, o.partner, sum(s.impressions) AS impressions, sum(s.clicks) AS clicks,
+           sum(s.conversions) AS conversions
+    FROM (SELECT uk, ok, sum(impressions) AS impressions, sum(clicks) AS clicks, sum(conversions) AS conversions
+          FROM events WHERE upk IS NOT NULL AND ts < {{ as_of }} GROUP BY uk, ok) AS s
+    JOIN snapshot_users AS u USING (uk)
+    JOIN snapshot_offers AS o USING (ok)
+    GROUP BY u.user_id, o.partner
+    ORDER BY u.user_id, o.partner
 ) TO {{ user_partner_path }} (FORMAT parquet, COMPRESSION zstd);
 
 COPY (
-    SELECT ids.user_id, ids.offer_id, max_by(impressions, ts) AS impressions, max_by(clicks, ts) AS clicks,
-           max_by(conversions, ts) AS conversions, max_by(last_seen, ts) AS last_seen
-    FROM user_offer_state
-    JOIN (SELECT uok, any_value(user_id) AS user_id, any_value(offer_id) AS offer_id FROM base GROUP BY uok) AS ids
-        USING (uok)
-    WHERE ts < {{ as_of }} GROUP BY ids.user_id, ids.offer_id ORDER BY user_id, offer_id
+    SELECT u.user_id, o.offer_id, s.impressions, s.clicks, s.conversions, s.last_seen
+    FROM (SELECT uk, ok, sum(impressions) AS impressions, sum(clicks) AS clicks, sum(conversions) AS conversions,
+                 max(CASE WHEN impressions > 0 THEN ts END) AS last_seen
+          FROM events WHERE ts < {{ as_of }} GROUP BY uk, ok) AS s
+    JOIN snapshot_users AS u USING (uk)
+    JOIN snapshot_offers AS o USING (ok)
+    ORDER BY u.user_id, o.offer_id
 ) TO {{ user_offer_path }} (FORMAT parquet, COMPRESSION zstd);
 
 COPY (
