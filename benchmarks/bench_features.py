@@ -4,8 +4,10 @@
 
 Ingests cached simulated logs once, then runs, each in a fresh process (so peak RSS is the
 step's own): the baseline — one DuckDB window aggregate over the same impressions written as
-Parquet — and ``build_features`` (train.parquet, manifest, snapshot). Prints a table, writes
-JSON; the ratio of the two times is the figure to compare across machines.
+Parquet — and ``build_features`` (train.parquet, manifest, snapshot); then, as a floor, the time to
+write that train.parquet again from memory with the same order and codec (no pipeline finishes
+before its output is written). Prints a table, writes JSON; the ratios to the baseline are the
+figures to compare across machines.
 """
 
 from __future__ import annotations
@@ -32,17 +34,27 @@ import sys
 from offer_ranker.build_features import build_features
 build_features(sys.argv[1], sys.argv[2])
 """
+_WRITE_FLOOR = """
+import duckdb, sys, time
+from pathlib import Path
+sql = Path(sys.argv[1]) / "sql"
+con = duckdb.connect()
+con.execute((sql / "write_floor.sql").read_text().replace("{{ frame }}", repr(sys.argv[2])))
+started = time.perf_counter()
+con.execute((sql / "write_floor_copy.sql").read_text().replace("{{ path }}", repr(sys.argv[3])))
+print("WRITE_S", time.perf_counter() - started)
+"""
 _PEAK = "import resource; print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
 
 
-def _run(code: str, *args: str) -> tuple[float, float]:
-    """Seconds and peak RSS (GB) of ``code`` in a fresh interpreter."""
+def _run(code: str, *args: str) -> tuple[float, float, str]:
+    """Seconds, peak RSS (GB) and stdout of ``code`` in a fresh interpreter."""
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code + "\n" + _PEAK, *args], check=True,
                          capture_output=True, text=True).stdout
     seconds = time.perf_counter() - started
     peak_kb = int(next(line for line in out.splitlines() if line.startswith("PEAK_KB")).split()[1])
-    return seconds, peak_kb / 1024**2
+    return seconds, peak_kb / 1024**2, out
 
 
 def main() -> None:
@@ -62,16 +74,19 @@ def main() -> None:
     if not (ingested / "ingest_report.json").exists():
         ingest(raw, ingested)
     with tempfile.TemporaryDirectory() as tmp:
-        base_s, base_gb = _run(_BASELINE, str(HERE), str(ingested / "impressions.parquet"), f"{tmp}/w.parquet")
-        feat_s, feat_gb = _run(_FEATURES, str(ingested), f"{tmp}/features")
+        base_s, base_gb, _ = _run(_BASELINE, str(HERE), str(ingested / "impressions.parquet"), f"{tmp}/w.parquet")
+        feat_s, feat_gb, _ = _run(_FEATURES, str(ingested), f"{tmp}/features")
+        out = _run(_WRITE_FLOOR, str(HERE), f"{tmp}/features/train.parquet", f"{tmp}/again.parquet")[2]
+        write_s = float(next(line for line in out.splitlines() if line.startswith("WRITE_S")).split()[1])
         snapshot_bytes = sum(p.stat().st_size for p in Path(tmp, "features", "snapshot").glob("*.parquet"))
         users = json.loads((raw / "simulation.json").read_text())["counts"]["users"]
     result = {
         "benchmark": "features",
         "impressions": rows,
-        "seconds": {"baseline_window": base_s, "features": feat_s},
+        "seconds": {"baseline_window": base_s, "features": feat_s, "write_floor": write_s},
         "impressions_per_second": {"baseline_window": rows / base_s, "features": rows / feat_s},
         "ratio_features_to_baseline": feat_s / base_s,
+        "ratio_write_floor_to_baseline": write_s / base_s,
         "peak_rss_gb": {"baseline_window": base_gb, "features": feat_gb},
         "snapshot_bytes_per_user": snapshot_bytes / users,
         "targets": {"impressions_per_second": 500_000, "peak_rss_gb": 8},
@@ -80,7 +95,9 @@ def main() -> None:
     print(f"{'step':<34}{'seconds':>9}{'impressions/s':>15}{'peak GB':>9}")
     print(f"{'one window aggregate (baseline)':<34}{base_s:>9.1f}{rows / base_s:>15,.0f}{base_gb:>9.2f}")
     print(f"{'build_features (all groups)':<34}{feat_s:>9.1f}{rows / feat_s:>15,.0f}{feat_gb:>9.2f}")
-    print(f"ratio features / baseline: {feat_s / base_s:.1f}x; snapshot {snapshot_bytes / users:.0f} bytes per user")
+    print(f"{'write floor (train.parquet only)':<34}{write_s:>9.1f}{rows / write_s:>15,.0f}")
+    print(f"ratio features / baseline: {feat_s / base_s:.1f}x; write floor / baseline: {write_s / base_s:.1f}x; "
+          f"snapshot {snapshot_bytes / users:.0f} bytes per user")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")
