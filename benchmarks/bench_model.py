@@ -5,7 +5,8 @@
 Simulates about ``--impressions`` impressions (14 days), builds features, then for each engine
 trains on the first 80% of the time range (about 1M impressions at the default) and evaluates on
 the rest: efficiency vs the oracle, true NDCG@3, AUC, ECE, the off-policy estimates next to the
-true value, and the training time. The timing baseline, measured in the same run on the same
+true value, and the training time. As a quality ceiling it also fits the well-specified model
+(``well_specified.py``: the simulator's own logit terms on observable data). The timing baseline, measured in the same run on the same
 matrix, is one plain LightGBM binary fit of 100 rounds; ratios are the figures to compare
 across machines. Prints a table and writes JSON.
 """
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "model.json")
     args = parser.parse_args()
 
+    sys.path.insert(0, str(HERE))
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
         os.environ["BENTOML_HOME"] = f"{tmp}/bentoml"
@@ -66,9 +68,11 @@ def run(tmp: Path, impressions: int, engines: list[str]) -> dict:
     lgb.train({"objective": "binary", "num_threads": 2, "verbose": -1}, lgb.Dataset(X, y), num_boost_round=100)
     baseline = time.perf_counter() - started
     del X, frame
+    from well_specified import reference
 
     out = {"benchmark": "model", "impressions": manifest["rows"], "train_impressions": int(len(y)),
-           "baseline_lightgbm_100_rounds_seconds": baseline, "engines": {}}
+           "baseline_lightgbm_100_rounds_seconds": baseline, "engines": {},
+           "well_specified": reference(tmp / "features", tmp / "raw" / "ground_truth.parquet", until)}
     for engine in engines:
         cfg = base.model_copy(update={"train": base.train.model_copy(update={"engine": engine})})
         started = time.perf_counter()
@@ -102,6 +106,9 @@ def print_table(result: dict) -> None:
               f"{m['model']['true_ndcg@3']['value']:>12.3f}{m['model']['auc']['value']:>8.3f}"
               f"{m['oracle']['auc']['value']:>12.3f}{m['model']['ece']['value']:>8.4f}"
               f"{e['ope']['dr']['relative_error']:>+8.1%}{e['ope']['snips']['relative_error']:>+10.1%}")
+    w = result["well_specified"]
+    print(f"well-specified logistic model (the simulator's own form, observable data; a ceiling, not a product model): "
+          f"efficiency {w['efficiency']:.3f}, new users {w['efficiency_new_users']:.3f}, auc {w['auc']:.3f}")
     first = next(iter(result["engines"].values()))["methods"]
     print("baselines (efficiency): " + ", ".join(
         f"{n} {v['efficiency']['value']:.3f}" for n, v in first.items() if n != "model"))

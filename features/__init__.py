@@ -4,14 +4,16 @@ Installed as ``offer_ranker.features``. Each :class:`Feature` names the SQL file
 ``sql/features/`` that produces it; ``tests/data/test_features.py`` checks that every produced
 column has a definition and every definition is produced.
 
-Pass-through columns (extra columns of the raw tables) are defined by rule rather than by hand:
-see :func:`passthrough`.
+Pass-through columns (extra columns of the raw tables) and crosses (a segment × the offer's
+category, :mod:`offer_ranker.features.crosses`) are defined by rule rather than by hand: see
+:func:`passthrough` and :func:`crosses`.
 """
 
 from __future__ import annotations
 
 from offer_ranker.features import affinity, offer_history, offer_request, user_history
 from offer_ranker.features.base import Feature
+from offer_ranker.features.crosses import crosses
 
 FEATURES: tuple[Feature, ...] = (
     offer_history.FEATURES + user_history.FEATURES + affinity.FEATURES + offer_request.FEATURES
@@ -40,4 +42,4 @@ def passthrough(table: str, column: str, numeric: bool) -> Feature:
     )
 
 
-__all__ = ["BY_NAME", "FEATURES", "Feature", "passthrough"]
+__all__ = ["BY_NAME", "FEATURES", "Feature", "crosses", "passthrough"]

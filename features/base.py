@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ENTITIES = ("offer", "user", "user×category", "user×partner", "user×offer", "request", "request×offer")
+ENTITIES = ("offer", "user", "user×category", "user×partner", "user×offer", "request", "request×offer",
+            "segment×category")
 DTYPES = ("numeric", "categorical")
 
 
@@ -20,6 +21,7 @@ class Feature:
     group : the SQL file ``sql/features/<group>.sql`` that produces it
     monotone : +1 when the click models must not score an offer lower for a higher value (a
         monotone constraint in LightGBM and XGBoost), -1 for the reverse, 0 for no constraint
+    inputs : the features a derived feature is computed from (a cross names its two sides)
     """
 
     name: str
@@ -29,6 +31,7 @@ class Feature:
     description: str
     group: str
     monotone: int = 0
+    inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.entity not in ENTITIES:

@@ -27,14 +27,14 @@ from offer_ranker import sqlfiles as sql
 from offer_ranker.config import Config
 from offer_ranker.console import Track, no_track
 from offer_ranker.errors import OfferRankerError
-from offer_ranker.features import FEATURES, Feature, passthrough
+from offer_ranker.features import FEATURES, Feature, crosses, passthrough
 from offer_ranker.ingest import ingest
 from offer_ranker.io import staged_outputs
 from offer_ranker.schema import BY_NAME as TABLES
 
 #: Feature groups in dependency order (user_category and listwise read earlier groups).
 GROUPS = ("offer_history", "user_history", "user_category", "user_partner", "user_offer",
-          "offer_lifecycle", "context", "listwise", "passthrough")
+          "offer_lifecycle", "context", "listwise", "passthrough", "crosses")
 #: Columns of the training frame that are not features.
 ID_COLUMNS = ("request_id", "user_id", "offer_id", "ts", "position", "label", "value", "propensity", "policy")
 #: Columns ingest adds to impressions (outcomes, never features).
@@ -130,8 +130,11 @@ def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config
         raise FeatureError(
             f"the log spans more than {_MAX_DECAY_SPAN} decay time constants "
             f"(features.decay_hours = {cfg.features.decay_hours}); raise decay_hours or split the log")
+    crossed = crosses(FEATURES + tuple(f for _, f in extras))
     params = _params(cfg) | {"t_ref": repr(float(t_ref)), "tau": repr(float(tau)),
-                             "columns": "".join(f", {sql.ident(f.name)}" for _, f in extras)}
+                             "columns": "".join(f", {sql.ident(f.name)}" for _, f in extras),
+                             "crosses": "".join(f", category_by({', '.join(map(sql.ident, f.inputs))}) AS "
+                                                f"{sql.ident(f.name)}" for f in crossed)}
     steps = ("events", "priors", *GROUPS)
     for step in track(steps, "building features", len(steps)):
         sql.run(con, f"features/{step}.sql", **params)
@@ -141,8 +144,9 @@ def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config
     stage.write_json("snapshot/snapshot.json", snapshot | {"t_ref": t_ref, "tau_seconds": tau})
     sql.run(con, "features/release.sql")
     train = stage.path("train.parquet")
-    sql.run(con, "features/assemble.sql", path=sql.literal(train), columns=params["columns"])
-    features = FEATURES + tuple(f for _, f in extras)
+    sql.run(con, "features/assemble.sql", path=sql.literal(train), columns=params["columns"],
+            crosses=params["crosses"])
+    features = FEATURES + tuple(f for _, f in extras) + crossed
     manifest = {
         "features": [_describe(f) for f in features],
         "categories": {f.name: _levels(con, train, f.name, cfg.features.max_categories)
@@ -203,4 +207,4 @@ def _levels(con: duckdb.DuckDBPyConnection, train: Path, column: str, limit: int
 
 def _describe(f: Feature) -> dict[str, Any]:
     return {"name": f.name, "entity": f.entity, "dtype": f.dtype, "window": f.window,
-            "description": f.description, "group": f.group}
+            "description": f.description, "group": f.group} | ({"inputs": list(f.inputs)} if f.inputs else {})

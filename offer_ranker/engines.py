@@ -113,7 +113,8 @@ def _lgb_fit(train: RankData, valid: RankData, params: dict[str, Any], kind: str
     def dataset(d: RankData, reference: Any = None) -> Any:
         return lgb.Dataset(d.X, d.label, weight=d.weight, group=d.groups if ranking else None,
                            position=d.position if position_aware else None, categorical_feature=categorical,
-                           reference=reference, free_raw_data=True, params={"verbose": -1})
+                           reference=reference, free_raw_data=True,
+                           params={"verbose": -1, "max_bin": params.get("max_bin", 255)})
 
     dtrain = dataset(train)
     dvalid = dataset(valid, dtrain)
@@ -141,7 +142,7 @@ def _lgb_to_xgb(params: dict[str, Any]) -> dict[str, Any]:
     """Translate the engine-neutral parameter names (LightGBM's) to XGBoost's."""
     names = {"learning_rate": "eta", "num_leaves": "max_leaves", "min_data_in_leaf": "min_child_weight",
              "feature_fraction": "colsample_bytree", "bagging_fraction": "subsample", "lambda_l2": "lambda",
-             "num_threads": "nthread", "seed": "seed"}
+             "num_threads": "nthread", "seed": "seed", "max_bin": "max_bin"}
     out = {names[k]: v for k, v in params.items() if k in names}
     if "min_child_weight" in out:  # LightGBM counts rows; XGBoost sums hessians (~p(1-p) per row)
         out["min_child_weight"] = max(1.0, out["min_child_weight"] * 0.02)

@@ -192,6 +192,7 @@ class OnlineStore:
         self.names = [f["name"] for f in manifest["features"]]
         self.dtypes = {f["name"]: f["dtype"] for f in manifest["features"]}
         self._passthrough = [(f["name"], f["entity"]) for f in manifest["features"] if f["group"] == "passthrough"]
+        self._crosses = [(f["name"], tuple(f["inputs"])) for f in manifest["features"] if f["group"] == "crosses"]
         self._load_offers(_parquet(snapshot / "offers.parquet").read(), extras=self._extras("offer"))
         # user × category and user × partner counts are sums of user × offer counts over the offers
         # of the category / partner: derived per request, so only user_offer.parquet is loaded
@@ -287,6 +288,10 @@ class OnlineStore:
         ok = i < n
         ok[ok] = self._offer_ids[i[ok]] == np.array(offer_ids, dtype=object)[ok]
         return np.where(ok, i, n)
+
+    def unknown_offers(self, offer_ids: list[str]) -> int:
+        """How many of ``offer_ids`` the snapshot does not know (scored from priors)."""
+        return int((self._offer_index(offer_ids) == len(self._offer_ids)).sum())
 
     def offer_prior(self, category: str | None) -> tuple[float, float, float, float]:
         """(ctr_mean, ctr_strength, cvr_mean, cvr_strength) of a category; global if it has none."""
@@ -421,6 +426,10 @@ class OnlineStore:
                 f[name] = (np.array([np.nan if v is None else float(v) for v in values])
                            if self.dtypes[name] == "numeric"
                            else np.array([None if v is None else str(v) for v in values], dtype=object))
+        # crosses (crosses.sql): CAST(segment AS VARCHAR) || ' × ' || category
+        for name, (segment, category) in self._crosses:
+            f[name] = np.array([None if a is None or b is None else f"{a} × {b}"
+                                for a, b in zip(_texts(f[segment]), f[category])], dtype=object)
         missing = [name for name in self.names if name not in f]
         if missing:
             raise KeyError(f"the online store does not compute features {missing} of the manifest")
@@ -486,6 +495,14 @@ def _sum_by(groups: np.ndarray, wanted: np.ndarray, values: np.ndarray) -> np.nd
     """(m, n): for each code of ``wanted`` (n,), the sums of ``values`` (m, k) over the rows whose
     code in ``groups`` (k,) equals it; code -1 (NULL) matches nothing."""
     return values @ ((groups[:, None] == wanted[None, :]) & (wanted >= 0)[None, :])
+
+
+def _texts(values: np.ndarray) -> list[str | None]:
+    """``CAST(x AS VARCHAR)`` per value: text as it is, a float as DuckDB writes a DOUBLE (Python's
+    shortest repr, e.g. '13.0'), None for NULL / NaN."""
+    if values.dtype != object:
+        return [None if math.isnan(v) else repr(float(v)) for v in values.tolist()]
+    return [None if v is None else str(v) for v in values.tolist()]
 
 
 def _avg(x: np.ndarray) -> float:

@@ -25,7 +25,7 @@ def tune(fit: Any, valid: Any, cfg: Config, params: dict[str, Any]) -> dict[str,
     def objective(trial: optuna.Trial) -> float:
         trial_params = params | {
             "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
-            "num_leaves": trial.suggest_int("num_leaves", 8, 255, log=True),
+            "num_leaves": trial.suggest_int("num_leaves", 4, 127, log=True),
             "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 20, 2000, log=True),
             "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
             "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),

@@ -3,7 +3,8 @@
 -- must be).
 -- History groups are looked up by (entity key, request ts), the listwise means by request; the
 -- per-impression groups (offer_lifecycle, context, passthrough) are computed here from base.
--- Impressions of offers without a partner have no user×partner history: zeros.
+-- Impressions of offers without a partner have no user×partner history: zeros. The crosses
+-- (crosses.sql) pair assembled feature columns, so they are applied to the assembled row.
 
 -- (the ORDER BY keeps the file in order; nothing else needs the insertion order)
 SET preserve_insertion_order = false;
@@ -13,8 +14,10 @@ SET preserve_insertion_order = false;
 SET disabled_optimizers = 'join_order,build_side_probe_side';
 
 COPY (
+    SELECT * EXCLUDE (_r, _ok) {{ crosses }}
+    FROM (
     SELECT
-        b.request_id, b.user_id, b.offer_id, b.ts, b.position, b.label, b.value, b.propensity, b.policy,
+        b._r, b.ok AS _ok, b.request_id, b.user_id, b.offer_id, b.ts, b.position, b.label, b.value, b.propensity, b.policy,
         COLUMNS(oh.* EXCLUDE (ok, ts)), COLUMNS(uh.* EXCLUDE (uk, ts)), COLUMNS(uc.* EXCLUDE (uck, ts)),
         coalesce(up.up_impressions, 0) AS up_impressions, coalesce(up.up_clicks, 0) AS up_clicks,
         coalesce(up.up_conversions, 0) AS up_conversions,
@@ -40,7 +43,8 @@ COPY (
     LEFT JOIN f_user_partner AS up ON up.upk = b.upk AND up.ts = b.ts
     JOIN f_user_offer AS uo ON uo.uok = b.uok AND uo.ts = b.ts
     JOIN f_listwise AS lw ON lw._r = b._r
-    ORDER BY b.ts, b._r, b.position, b.ok
+    )
+    ORDER BY ts, _r, position, _ok
 ) TO {{ path }} (FORMAT parquet, COMPRESSION snappy);
 RESET disabled_optimizers;
 RESET preserve_insertion_order;
