@@ -1,5 +1,5 @@
 """The latency baseline: a bare Starlette app under uvicorn that ranks with the same engine (same
-validation, features, booster and re-ranking) as the BentoML service, without BentoML.
+validation, A/B routing, features, booster and re-ranking) as the BentoML service, without BentoML.
 
     OFFER_RANKER_MODEL=<tag> uvicorn benchmarks.baseline_app:app --port 3001 --no-access-log
 """
@@ -17,9 +17,9 @@ from starlette.routing import Route
 
 from offer_ranker.api import RankRequest, RequestError
 from offer_ranker.config import serve_config_from_env
-from offer_ranker.serving import Engine
+from offer_ranker.experiment import Router
 
-state: dict[str, Engine] = {}
+state: dict[str, Router] = {}
 
 
 async def rank(request: Request) -> Response:
@@ -39,7 +39,7 @@ async def readyz(request: Request) -> Response:
 
 @asynccontextmanager
 async def lifespan(app: Starlette):  # noqa: ANN201
-    state["engine"] = Engine.load(serve_config_from_env())
+    state["engine"] = Router.load(serve_config_from_env())
     gc.collect()
     gc.freeze()  # as the service does once loaded: no full collections over long-lived objects
     yield

@@ -100,6 +100,7 @@ class RankedOffer(BaseModel):
 class RankResponse(BaseModel):
     request_id: str
     model_version: str
+    arm: str = Field("default", description="the A/B arm the user is assigned to (serve.arms)")
     offers: list[RankedOffer]
     fallback: str | None = Field(None, description="why the ranking came from priors instead of the model")
 

@@ -181,7 +181,7 @@ def rank(tag: str | None, request_file: Path, snapshot: Path | None, config_file
     from pydantic import ValidationError
 
     from offer_ranker.api import RankRequest, RequestError
-    from offer_ranker.serving import Engine
+    from offer_ranker.experiment import Router
 
     # a ranking nobody was shown must not reach the prediction log (off-policy evaluation reads it)
     cfg = _config(config_file, serve={"model": tag, "snapshot": snapshot}).serve.model_copy(
@@ -190,8 +190,8 @@ def rank(tag: str | None, request_file: Path, snapshot: Path | None, config_file
         request = RankRequest.model_validate_json(request_file.read_bytes())
     except ValidationError as exc:
         raise click.ClickException(f"{request_file} is not a valid /rank request:\n" + _errors(exc)) from None
-    engine = Engine.load(cfg)
-    if engine.bundle is None:
+    engine = Router.load(cfg)
+    if any(e.bundle is None for e in engine.engines.values()):
         raise click.ClickException("; ".join(engine.problems))
     try:
         click.echo(engine.rank(request).response.model_dump_json())
@@ -248,6 +248,33 @@ def quickstart(out: Path, config_file: Path | None, **flags: Any) -> None:
                       f"try it:    offer-ranker rank --request {request}\n"
                       f"           curl -s -X POST localhost:3000/rank -H 'content-type: application/json' "
                       f"-d @{request}")
+
+
+@main.command("simulate-online")
+@click.option("--rounds", type=int, help="Retraining rounds after the warm-up [default: 4].")
+@click.option("--out", type=PathArg, required=True, help="Folder for the logs, bundles' features and the plot.")
+@click.option("--users", type=int, help="Distinct users over the period [default: 20000].")
+@click.option("--seed", type=int, help="Random seed [default: 0].")
+@config_option
+@_errors_as_messages
+def simulate_online(rounds: int | None, out: Path, users: int | None, seed: int | None,
+                    config_file: Path | None) -> None:
+    """Closed loop: the simulator as live traffic against the real ranking engine, retrained on
+    its own logs every round; CTR, revenue and offer coverage per round for the heuristic, the
+    model, and the model with exploration."""
+    from offer_ranker.closed_loop import simulate_online as run
+
+    cfg = _config(config_file, simulate={"users": users, "seed": seed}, simulate_online={"rounds": rounds})
+    report = run(cfg, out, track=console.track)
+    k = cfg.simulate_online.k
+    console.err.print(f"\nexpected clicks in the top {k} per request (offer coverage of the top {k}):")
+    console.err.print(f"{'round':>5}" + "".join(f"{arm:>18}" for arm in report["arms"]))
+    for r in range(cfg.simulate_online.rounds + 1):
+        console.err.print(f"{r:>5}" + "".join(f"{a[r]['top_expected_ctr']:>11.4f} ({a[r]['coverage']:.2f})"
+                                              for a in report["arms"].values()))
+    console.summary(f"simulate-online -> {out}", {"report": out / "simulate_online.json",
+                                                   "plot": out / "simulate_online.png"},
+                    {"seconds": report["seconds"], "bundles": ", ".join(report["bundles"]["model"])})
 
 
 def _run_explain(cfg: Config, tag: str, features: Path, out: Path, truth: Path | None) -> None:
@@ -364,3 +391,73 @@ def _run_evaluate(cfg: Config, tag: str, features_dir: Path, out: Path, truth: P
         click.echo(line)
     console.summary(f"evaluate -> {out}", {"metrics": out / "metrics.json", "report": out / "report.html"},
                     {"targets met": f"{sum(report['targets'].values())} of {len(report['targets'])}"})
+
+
+@main.command("ab-report")
+@click.option("--logs", "logs_dir", type=ExistingDir, required=True,
+              help="Folder of prediction logs (*.jsonl, one per service process; read recursively).")
+@click.option("--out", type=PathArg, default=Path("runs/ab-report"), show_default=True,
+              help="Folder for ab_report.json and ab_report.html.")
+@click.option("--control", help="Arm the others are compared with [default: 'control' if logged, else the first "
+              "arm in name order].")
+@config_option
+@_errors_as_messages
+def ab_report(logs_dir: Path, out: Path, control: str | None, config_file: Path | None) -> None:
+    """A/B test report from prediction logs: CTR, conversions and revenue per session by arm with CIs,
+    lifts against the control, the sample-ratio check and the sample size needed."""
+    from offer_ranker.abtest import ab_report as run
+    from offer_ranker.abtest import srm_line, summary_rows
+
+    cfg = _config(config_file, ab={"control": control})
+    report = run(logs_dir, out, cfg.ab)
+    header, rows = summary_rows(report)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    level = f"{1 - cfg.ab.alpha:.0%}"
+    requests = sum(a["requests"] for a in report["arms"].values())
+    click.echo(f"A/B report of {requests:,.0f} requests, {level} CIs by {report['unit']}, "
+               f"control {report['control']}:")
+    for row in [header, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    click.echo(srm_line(report))
+    bad = report["malformed"]
+    console.summary(f"ab-report -> {out}", {"report": out / "ab_report.html", "data": out / "ab_report.json"},
+                    {"sessions / users": ", ".join(f"{arm} {a['sessions']:,} / {a['users']:,}"
+                                                   for arm, a in report["arms"].items()),
+                     "malformed lines": f"{bad['count']:,}" + (
+                         f" (first: {bad['lines'][0]['file']} line {bad['lines'][0]['line']}: "
+                         f"{bad['lines'][0]['reason']}; all listed in ab_report.json)" if bad["count"] else "")})
+
+
+@main.command()
+@click.option("--logs", "logs_dir", type=ExistingDir, required=True,
+              help="Folder of prediction logs (*.jsonl, one per service process; read recursively).")
+@model_option
+@click.option("--out", type=PathArg, required=True, help="Folder for monitor.json and monitor.html.")
+@click.option("--all-versions/--this-version", "all_versions", default=None,
+              help="Monitor the records of every model version, or only the bundle's [default: only the bundle's].")
+@config_option
+@_errors_as_messages
+def monitor(logs_dir: Path, tag: str, out: Path, config_file: Path | None, **flags: Any) -> None:
+    """Check the prediction logs against the bundle's training reference: feature and p_click drift
+    (PSI), fallbacks, unknown offers, latency, volume. Exits with 1 when a check fails."""
+    from collections import Counter
+
+    from rich.markup import escape
+
+    from offer_ranker.bundle import load
+    from offer_ranker.monitor import monitor as run
+
+    cfg = _config(config_file, monitor=flags)
+    report = run(load(tag), logs_dir, out, cfg.monitor)
+    records, statuses = report["records"], Counter(c["status"] for c in report["checks"])
+    bad = report["malformed"]
+    console.summary(f"monitor -> {out}", {"report": out / "monitor.html", "data": out / "monitor.json"},
+                    {"requests": f"{records['monitored']:,} of {report['model']} ({records['rank']:,} rank records "
+                                 f"read), {report['window']['from'][:16]} .. {report['window']['to'][:16]}",
+                     "checks": ", ".join(f"{statuses[s]} {s}" for s in ("fail", "warn", "pass", "skip")),
+                     "malformed lines": f"{bad['count']:,}" + (f" (first: {escape(bad['lines'][0])})"
+                                                               if bad["count"] else "")})
+    for alert in report["alerts"]:
+        console.err.print(f"[bold red]ALERT[/bold red] {escape(alert)}", highlight=False)
+    if report["alerts"]:
+        raise SystemExit(1)

@@ -8,9 +8,11 @@ the offline evaluation run exactly the same policy.
 * :func:`similarity`: same category, same partner and closeness of numeric attributes, weighted.
 * :func:`mmr`: greedy ``λ·relevance − (1−λ)·max similarity to the offers already chosen``, with
   at most ``cap`` offers per partner; vectorised over many draws of the relevances at once.
-* :func:`choose`: the policy: MMR on the relevances, or with probability ``explore_rate`` MMR on
-  Thompson samples of the new offers' click rates; returns the propensity of each shown offer
-  in its slot under that mixture (estimated from Monte Carlo draws when exploring).
+* :func:`choose`: the policy: MMR on the relevances, or with probability ``explore_rate`` an
+  exploring list — MMR on Thompson samples of the new offers' click rates (``thompson``), or a
+  uniformly random order of the eligible offers (``epsilon``); returns the propensity of each
+  shown offer in its slot under that mixture (exact for ``epsilon``, estimated from Monte Carlo
+  draws for ``thompson``).
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class Policy:
     explore_rate: float = 0.0
     explore_below: int = 100
     draws: int = 200
+    exploration: str = "thompson"  # or "epsilon"
 
 
 def choose(policy: Policy, relevance: np.ndarray, sim: np.ndarray, partners: np.ndarray, *,
@@ -136,6 +139,8 @@ def choose(policy: Policy, relevance: np.ndarray, sim: np.ndarray, partners: np.
     """
     greedy = mmr(relevance, sim, policy.k, policy.lam, partners, policy.cap)[0]
     greedy = greedy[greedy >= 0]
+    if policy.exploration == "epsilon":
+        return _epsilon_greedy(policy, greedy, np.flatnonzero(np.isfinite(relevance)), rng)
     new = (np.nan_to_num(impressions, nan=0.0) < policy.explore_below) & np.isfinite(relevance)
     if policy.explore_rate <= 0 or not new.any():
         return greedy, np.ones(len(greedy)), False
@@ -154,5 +159,19 @@ def choose(policy: Policy, relevance: np.ndarray, sim: np.ndarray, partners: np.
     floor = 1 / (policy.draws + 1)
     propensity = np.array([(1 - policy.explore_rate) * (j < len(greedy) and greedy[j] == i)
                            + policy.explore_rate * max(float(np.mean(others[:, j] == i)), floor)
+                           for j, i in enumerate(shown)])
+    return shown, propensity, explored
+
+
+def _epsilon_greedy(policy: Policy, greedy: np.ndarray, eligible_rows: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, bool]:
+    """With probability ``explore_rate`` the first ``k`` of a uniformly random order of the
+    eligible candidates (no MMR, no partner cap, so every placement's chance is known), else
+    the greedy list. The propensity of (offer, slot) is exact: ``(1 - rate)·[greedy puts it
+    there] + rate / m``, ``m`` eligible candidates, for the slots a random list fills."""
+    rate, m = policy.explore_rate, len(eligible_rows)
+    explored = bool(rate > 0 and m > 0 and rng.random() < rate)
+    shown = rng.permutation(eligible_rows)[:policy.k] if explored else greedy
+    propensity = np.array([(1 - rate) * (j < len(greedy) and greedy[j] == i) + (rate / m if j < min(policy.k, m) else 0.0)
                            for j, i in enumerate(shown)])
     return shown, propensity, explored

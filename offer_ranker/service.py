@@ -23,7 +23,7 @@ from starlette.responses import Response
 from offer_ranker import asgi
 from offer_ranker.api import Feedback, FeedbackResponse, RankRequest, RankResponse, RequestError
 from offer_ranker.config import serve_config_from_env
-from offer_ranker.serving import Engine
+from offer_ranker.experiment import Router
 
 log = logging.getLogger("offer_ranker.service")
 #: sub-millisecond resolution where a ranking spends its time
@@ -55,7 +55,7 @@ def error_response(exc: RequestError) -> Response:
 class OfferRanker:
     def __init__(self) -> None:
         cfg = serve_config_from_env()
-        self.engine = Engine.load(cfg)
+        self.engine = Router.load(cfg)
         latency = bentoml.metrics.Histogram(
             name="offer_ranker_latency_seconds", documentation="time spent per ranking, by stage",
             labelnames=["stage"], buckets=LATENCY_BUCKETS)

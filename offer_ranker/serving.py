@@ -119,21 +119,25 @@ class Engine:
     broken snapshot or model: it keeps the error in :attr:`problems` and serves the fallback."""
 
     def __init__(self, cfg: ServeConfig, bundle: bundles.Bundle | None, store: OnlineStore | None,
-                 problems: list[str] | None = None) -> None:
+                 problems: list[str] | None = None, *, arm: str = "default", arm_share: float = 1.0,
+                 log: PredictionLog | None = None) -> None:
         self.cfg, self.bundle, self.store = cfg, bundle, store
+        self.arm, self.arm_share = arm, arm_share
         self.problems = list(problems or [])
         self.version = bundle.version if bundle is not None else "none"
         segments = (bundle.info.get("segment_lifts") or {}) if bundle is not None else {}
         self.prior = ColdStartPrior.from_store(store, segments) if store is not None else None
         self.fallbacks: Counter[str] = Counter()
-        self.log = PredictionLog(cfg.prediction_log)
+        self.log = log if log is not None else PredictionLog(cfg.prediction_log)
         self._rng = np.random.default_rng(cfg.seed)
         self._lock = threading.Lock()  # the online store is not thread-safe
         self._shown: OrderedDict[str, _Shown] = OrderedDict()
         self._numeric = [n for n in SIMILARITY_NUMERIC if bundle is not None and n in bundle.spec.names]
 
     @classmethod
-    def load(cls, cfg: ServeConfig) -> Engine:
+    def load(cls, cfg: ServeConfig, **arm: Any) -> Engine:
+        """The bundle ``cfg.model`` and its snapshot (or ``cfg.snapshot``); ``arm``: ``arm``,
+        ``arm_share`` and a shared ``log`` when it serves one arm of an A/B test."""
         problems: list[str] = []
         bundle = store = None
         try:
@@ -151,7 +155,7 @@ class Engine:
                 problems.append(f"snapshot {snapshot}: {type(exc).__name__}: {exc}")
         for problem in problems:
             log.error("not ready: %s", problem)
-        return cls(cfg, bundle, store, problems)
+        return cls(cfg, bundle, store, problems, **arm)
 
     @property
     def ready(self) -> bool:
@@ -185,22 +189,35 @@ class Engine:
             self._remember(request_id, request.user_id, ts, request.ts is not None, offers)
         if reason:
             self.fallbacks[reason.split(":")[0]] += 1
-        response = RankResponse(request_id=request_id, model_version=self.version, offers=offers, fallback=reason)
+        response = RankResponse(request_id=request_id, model_version=self.version, arm=self.arm, offers=offers,
+                                fallback=reason)
         timings.total = time.perf_counter() - started
-        self._log_rank(request, ts, response, explored, timings.total)
+        self._log_rank(request, ts, response, explored, timings.total, **self._state(ids, cols, offers))
         return RankResult(response, timings, len(ids), explored)
 
+    def _state(self, ids: list[str], cols: dict[str, np.ndarray] | None, offers: list[RankedOffer]) -> dict[str, Any]:
+        """What monitoring reads besides the ranking: was the user new, how many candidates the
+        snapshot did not know, and (``serve.log_features``) the model inputs of the shown offers."""
+        state: dict[str, Any] = {
+            "new_user": bool(cols["user_is_new"][0] == 1.0) if cols is not None and "user_is_new" in cols else None,
+            "unknown_offers": self.store.unknown_offers(ids) if self.store is not None else len(ids)}
+        if self.cfg.log_features and cols is not None and self.bundle is not None:
+            rows = [ids.index(o.offer_id) for o in offers]
+            state["features"] = {name: [_plain(cols[name][i]) for i in rows] for name in self.bundle.spec.names}
+        return state
+
     def _log_rank(self, request: RankRequest, ts: datetime, response: RankResponse, explored: bool,
-                  seconds: float) -> None:
+                  seconds: float, **state: Any) -> None:
         offers = response.offers
         self.log.write({"kind": "rank", "ts": ts.isoformat(), "request_id": response.request_id,
                         "user": hash_user(request.user_id, self.cfg.hash_salt), "model_version": self.version,
+                        "arm": self.arm, "arm_share": self.arm_share,
                         "context": {k: request.context[k] for k in LOGGED_CONTEXT if k in request.context},
                         "candidates": len(request.candidates),
                         "offers": [o.offer_id for o in offers], "positions": [o.position for o in offers],
                         "scores": [o.score for o in offers], "p_click": [o.p_click for o in offers],
                         "propensities": [o.propensity for o in offers], "explored": explored,
-                        "fallback": response.fallback, "latency_ms": round(seconds * 1e3, 3)})
+                        "fallback": response.fallback, "latency_ms": round(seconds * 1e3, 3)} | state)
 
     def _check_time(self, ts: datetime) -> None:
         if self.store is None:
@@ -228,7 +245,8 @@ class Engine:
         self.fallbacks[reason] += 1
         ids = [c.offer_id for c in request.candidates]
         order = np.argsort(offer_hash(ids), kind="stable")[:request.k]
-        response = RankResponse(request_id=uuid.uuid4().hex, model_version=self.version, fallback=reason, offers=[
+        response = RankResponse(request_id=uuid.uuid4().hex, model_version=self.version, arm=self.arm,
+                                fallback=reason, offers=[
             RankedOffer(offer_id=ids[i], position=j + 1, score=0.0, p_click=0.0, propensity=1.0)
             for j, i in enumerate(order)])
         self._log_rank(request, request.ts or utcnow(), response, False, 0.0)
@@ -290,7 +308,7 @@ class Engine:
         sim = rerank.similarity(cat_codes, partner_codes, numeric, self.cfg.similarity_weights)
         policy = rerank.Policy(k=request.k, lam=self.cfg.mmr_lambda, cap=self.cfg.partner_cap,
                                explore_rate=self.cfg.explore_rate, explore_below=self.cfg.explore_below,
-                               draws=self.cfg.explore_draws)
+                               draws=self.cfg.explore_draws, exploration=self.cfg.exploration)
         picked, propensity, explored = rerank.choose(
             policy, relevance[order], sim, partner_codes, multiplier=mult[order],
             impressions=impressions[order], clicks=clicks[order], prior=prior[order],
@@ -340,6 +358,11 @@ class Engine:
 
     # ---- /feedback ----------------------------------------------------------------------------
 
+    def served(self, request_id: str) -> bool:
+        """Whether this engine ranked ``request_id`` (among the requests it remembers)."""
+        with self._lock:
+            return request_id in self._shown
+
     def feedback(self, fb: Feedback) -> FeedbackResponse:
         with self._lock:
             shown = self._shown.get(fb.request_id)
@@ -364,7 +387,7 @@ class Engine:
                 self._shown[fb.request_id] = shown._replace(applied=(*shown.applied, key))
                 applied = True
         self.log.write({"kind": "feedback", "ts": ts.isoformat(), "request_id": fb.request_id,
-                        "user": hash_user(shown.user_id, self.cfg.hash_salt), "offer": fb.offer_id,
+                        "user": hash_user(shown.user_id, self.cfg.hash_salt), "arm": self.arm, "offer": fb.offer_id,
                         "position": shown.offers.index(fb.offer_id) + 1, "event": fb.event, "value": fb.value,
                         "applied": applied})
         return FeedbackResponse(request_id=fb.request_id, offer_id=fb.offer_id, event=fb.event, applied=applied)

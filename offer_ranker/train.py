@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from offer_ranker import bundle as bundles
-from offer_ranker import metrics
+from offer_ranker import drift, metrics
 from offer_ranker.config import Config
 from offer_ranker.console import Track, no_track
 from offer_ranker.engines import Booster, RankData, fit_classifier, fit_ranker
@@ -80,6 +80,7 @@ def split_times(manifest: dict[str, Any], cfg: Config) -> tuple[datetime, dateti
 def base_params(cfg: Config) -> dict[str, Any]:
     t = cfg.train
     return {"learning_rate": t.learning_rate, "num_leaves": t.num_leaves, "min_data_in_leaf": t.min_data_in_leaf,
+            "max_bin": t.max_bin,
             "feature_fraction": t.feature_fraction, "bagging_fraction": t.bagging_fraction, "bagging_freq": 1,
             "lambda_l2": t.lambda_l2, "num_threads": t.threads, "seed": t.seed, "deterministic": True,
             "force_col_wise": True, "lambdarank_truncation_level": 20, "max_cat_to_onehot": 8}
@@ -167,6 +168,7 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
                             snapshot=features / "snapshot" if (features / "snapshot").exists() else None)
     info["score_model"], info["score_model_ndcg@3"] = _choose_score_model(bundle, valid, cfg)
     info["metrics"] = validation_metrics(bundle, valid)
+    info["reference"] = drift.reference(valid.frame, bundle, seed=cfg.train.seed)  # what `monitor` compares with
     info["seconds"]["total"] = round(time.perf_counter() - started, 3)
     tag = bundles.save(bundle)
     return TrainResult(tag, bundle, round(time.perf_counter() - started, 3))

@@ -14,8 +14,12 @@ from offer_ranker.train import TrainResult
 
 
 def write_config(path: Path, **serve: Any) -> Path:
-    """A TOML file with a ``[serve]`` section."""
+    """A TOML file with a ``[serve]`` section; ``arms={name: {"model": …, "share": …}}`` become
+    ``[serve.arms.<name>]`` tables."""
+    arms = serve.pop("arms", {})
     lines = ["[serve]"] + [f"{k} = {_toml(v)}" for k, v in serve.items()]
+    for name, arm in arms.items():
+        lines += [f"[serve.arms.{name}]"] + [f"{k} = {_toml(v)}" for k, v in arm.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -28,12 +32,17 @@ def _toml(value: Any) -> str:
     return '"' + str(value) + '"'
 
 
+ARM_SALT = "test-experiment"
+
+
 @pytest.fixture(scope="session")
 def served(trained: TrainResult, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[launch.Server, Path]]:
-    """The server and its prediction log."""
+    """The server and its prediction log. It runs an A/A test: two arms serving the same bundle."""
     tmp = tmp_path_factory.mktemp("serve")
     config = write_config(tmp / "serve.toml", model=trained.tag, prediction_log=tmp / "predictions.jsonl",
-                          max_body_bytes=100_000, hash_salt="test-salt")
+                          max_body_bytes=100_000, hash_salt="test-salt", arm_salt=ARM_SALT,
+                          arms={"control": {"model": trained.tag, "share": 0.5},
+                                "treatment": {"model": trained.tag, "share": 0.5}})
     with launch.start(None, tmp / "server.log", config=config) as server:
         yield server, tmp / "predictions.jsonl"
 

@@ -16,7 +16,7 @@ import pytest
 from offer_ranker import launch
 from offer_ranker.serving import hash_user
 from offer_ranker.train import TrainResult
-from tests.service.conftest import write_config
+from tests.service.conftest import ARM_SALT, write_config
 
 
 def _offer_partners(sim: Path) -> dict[str, str]:
@@ -186,6 +186,30 @@ def test_prediction_log_hashes_user_ids(client: httpx.Client, served: tuple, bod
     assert rec["offers"] == [o["offer_id"] for o in out["offers"]] and rec["propensities"] == [1.0] * len(out["offers"])
     assert rec["latency_ms"] > 0
     assert "private-user-42" not in served[1].read_text() and "a@b.se" not in served[1].read_text()
+
+
+def test_users_keep_their_arm_and_the_log_says_which(client: httpx.Client, served: tuple, bodies: list[dict],
+                                                     trained: TrainResult) -> None:
+    from offer_ranker.experiment import assign
+
+    arms = {}
+    for body in bodies[40:80]:
+        out = client.post("/rank", json=body).json()
+        # deterministic: the salted hash of the user
+        assert out["arm"] == assign(body["user_id"], {"control": 0.5, "treatment": 0.5}, ARM_SALT)
+        arms[out["request_id"]] = out["arm"]
+        again = client.post("/rank", json=body).json()
+        assert again["arm"] == out["arm"]
+    assert set(arms.values()) == {"control", "treatment"}
+    records = {rec["request_id"]: rec for rec in map(json.loads, served[1].read_text().splitlines())
+               if rec.get("kind") == "rank"}
+    for request_id, arm in arms.items():
+        rec = records[request_id]
+        assert rec["arm"] == arm and rec["arm_share"] == 0.5 and rec["model_version"] == trained.tag
+        # what monitoring reads: newness, unknown candidates, the model inputs of the shown offers
+        assert isinstance(rec["new_user"], bool) and rec["unknown_offers"] == 0
+        assert set(rec["features"]) == set(trained.bundle.spec.names)
+        assert all(len(v) == len(rec["offers"]) for v in rec["features"].values())
 
 
 def test_corrupt_snapshot_serves_a_fallback(trained: TrainResult, tmp_path: Path, bodies: list[dict]) -> None:

@@ -103,3 +103,27 @@ def test_exploration_propensities_match_the_policy() -> None:
         if n >= 100:
             assert np.mean(logged[key]) == pytest.approx(n / len(runs), abs=0.03), key
     assert all(0 < p <= 1 for ps in logged.values() for p in ps)
+
+
+def test_epsilon_greedy_propensities_are_exact() -> None:
+    """ε-greedy: every placement's logged propensity equals its frequency (one value per
+    placement, not an estimate), so off-policy estimates on the service's logs are unbiased."""
+    rel = np.array([0.10, 0.09, 0.08, 0.02, -np.inf])  # the last offer is ineligible
+    sim = rerank.similarity(np.arange(5), np.arange(5), np.zeros((5, 0)))
+    policy = rerank.Policy(k=2, lam=1.0, cap=1, explore_rate=0.2, exploration="epsilon")
+    rng = np.random.default_rng(4)
+    runs = [rerank.choose(policy, rel, sim, np.arange(5), multiplier=np.ones(5), impressions=np.full(5, 1e4),
+                          clicks=np.full(5, 100.0), prior=np.full(5, 0.05), prior_strength=20.0, rng=rng)
+            for _ in range(20_000)]
+    logged: dict[tuple[int, int], set[float]] = {}
+    counts: dict[tuple[int, int], int] = {}
+    for shown, propensity, _ in runs:
+        for slot, (offer, p) in enumerate(zip(shown, propensity)):
+            logged.setdefault((slot, int(offer)), set()).add(float(p))
+            counts[(slot, int(offer))] = counts.get((slot, int(offer)), 0) + 1
+    assert all(len(ps) == 1 for ps in logged.values())  # exact: one propensity per placement
+    exact = {(0, 0): 0.8 + 0.2 / 4, (1, 1): 0.8 + 0.2 / 4, (0, 3): 0.2 / 4, (1, 2): 0.2 / 4}
+    for key, p in exact.items():
+        assert next(iter(logged[key])) == pytest.approx(p)
+        assert counts[key] / len(runs) == pytest.approx(p, abs=4 * np.sqrt(p * (1 - p) / len(runs)))
+    assert not any(offer == 4 for _, offer in counts)  # never the ineligible one
