@@ -17,9 +17,11 @@ from offer_ranker.features.base import Feature
 
 GROUP = "crosses"
 CATEGORY = "offer_category"
-#: Context features crossed with the category, and how the descriptions name them.
+#: Context features crossed with the category, and how the descriptions name them. Not the hour
+#: of day: its 24 × categories levels overfit (efficiency 0.903 with it, 0.909 without, on the
+#: simulator's 795k impressions, whose hour × category effect is real but small).
 CONTEXT_SEGMENTS = {"ctx_device": "the device", "ctx_country": "the country of the page view",
-                    "ctx_surface": "the app surface", "ctx_hour": "the hour of day"}
+                    "ctx_surface": "the app surface"}
 
 
 def cross(segment: Feature, label: str) -> Feature:

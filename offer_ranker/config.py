@@ -259,7 +259,7 @@ class MonitorConfig(_Strict):
     min_requests: int = Field(
         500, ge=1, description="fewer monitored requests than this: drift checks warn at most (PSI of few is noise)")
     skip_features: tuple[str, ...] = Field(
-        ("ctx_hour", "ctx_weekday", "category_by_ctx_hour"), description="features whose PSI is shown but not "
+        ("ctx_hour", "ctx_weekday"), description="features whose PSI is shown but not "
         "judged: calendar features follow the monitored time window (an hour of logs has one ctx_hour), not the users")
     all_versions: bool = Field(False, description="monitor the records of every model version, not only the bundle's")
 

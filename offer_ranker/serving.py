@@ -202,8 +202,7 @@ class Engine:
             "new_user": bool(cols["user_is_new"][0] == 1.0) if cols is not None and "user_is_new" in cols else None,
             "unknown_offers": self.store.unknown_offers(ids) if self.store is not None else len(ids)}
         if self.cfg.log_features and cols is not None and self.bundle is not None:
-            rows = [ids.index(o.offer_id) for o in offers]
-            state["features"] = {name: [_plain(cols[name][i]) for i in rows] for name in self.bundle.spec.names}
+            state["features"] = _shown_features(cols, self.bundle.spec.names, [ids.index(o.offer_id) for o in offers])
         return state
 
     def _log_rank(self, request: RankRequest, ts: datetime, response: RankResponse, explored: bool,
@@ -400,6 +399,23 @@ def _codes(values: list[Any]) -> np.ndarray:
     """Integer codes of a list of names, -1 for None (unknown)."""
     index: dict[Any, int] = {}
     return np.array([-1 if v is None else index.setdefault(v, len(index)) for v in values], dtype=np.int64)
+
+
+def _shown_features(cols: dict[str, np.ndarray], names: tuple[str, ...], rows: list[int]) -> dict[str, list]:
+    """The model inputs of the shown rows, JSON-ready: numeric rounded to 6 decimals (NaN -> None),
+    categorical as str / None. One matrix for all numeric columns: a few numpy calls per request
+    instead of a few per feature."""
+    numeric = [n for n in names if cols[n].dtype != object]
+    out: dict[str, list] = {}
+    if numeric:
+        block = np.round(np.column_stack([cols[n] for n in numeric])[rows].astype(np.float64), 6)
+        for name, values in zip(numeric, block.T.tolist()):
+            out[name] = [None if v != v else v for v in values]
+    for name in names:
+        if name not in out:
+            column = cols[name]
+            out[name] = [None if column[i] is None else str(column[i]) for i in rows]
+    return {name: out[name] for name in names}
 
 
 def _plain(value: Any) -> float | str | None:

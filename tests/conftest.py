@@ -21,9 +21,9 @@ from offer_ranker.config import Config  # noqa: E402
 from offer_ranker.simulate import simulate  # noqa: E402
 from offer_ranker.train import TrainResult, train  # noqa: E402
 
-#: Small and quick: a few boosting rounds are enough for the behaviour the tests check.
-CFG = Config.model_validate({"simulate": {"users": 3000, "seed": 3},
-                             "train": {"rounds": 80, "early_stopping": 20}})
+#: Small and quick: a small simulation, and early stopping after 20 rounds without improvement.
+CFG = Config.model_validate({"simulate": {"users": 6000, "seed": 3},
+                             "train": {"rounds": 300, "early_stopping": 20}})
 
 
 @pytest.fixture(scope="session")

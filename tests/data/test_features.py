@@ -46,7 +46,7 @@ def test_every_column_has_a_definition_and_every_definition_is_produced(built: P
                            "user_x_plan", "user_x_age_band"}
     crossed = {f["name"]: f["inputs"] for f in manifest["features"] if f["group"] == "crosses"}
     assert crossed == {f"category_by_{s}": [s, "offer_category"] for s in (
-        "ctx_hour", "ctx_device", "ctx_country", "ctx_surface", "user_x_country", "user_x_plan", "user_x_age_band")}
+        "ctx_device", "ctx_country", "ctx_surface", "user_x_country", "user_x_plan", "user_x_age_band")}
     sql_dir = files("offer_ranker.sql") / "features"
     for f in FEATURES:  # each definition names the SQL file that really produces it
         assert f.name in (sql_dir / f"{f.group}.sql").read_text(), f.name
@@ -231,7 +231,7 @@ def _reference(row: dict, ev: pl.DataFrame, request: pl.DataFrame, offers: dict,
     payouts = [offers[x]["payout"] for x in request["offer_id"]]
     ctrs = request["offer_ctr"].to_list()
     g = priors["ctr"][0] * priors["ctr"][1]
-    segments = {"ctx_hour": str(float(t.hour)), "ctx_device": row["device"], "ctx_country": row["country"],
+    segments = {"ctx_device": row["device"], "ctx_country": row["country"],
                 "ctx_surface": row["surface"]} | {f"user_x_{k}": users[user][k] for k in ("country", "plan", "age_band")}
     crossed = {f"category_by_{k}": None if v is None or cat is None else f"{v} × {cat}" for k, v in segments.items()}
     return crossed | {
@@ -285,7 +285,7 @@ def test_reference_loop_matches_sql_on_sampled_impressions(built: Path) -> None:
             else:
                 assert math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-9), (name, got, value)
             checked += 1
-    assert checked == 60 * (42 + 7)
+    assert checked == 60 * (42 + 6)
     assert sample["user_impressions"].max() > 0 and sample["offer_clicks"].max() > 0
 
 
