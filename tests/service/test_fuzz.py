@@ -10,14 +10,18 @@ from pathlib import Path
 
 from offer_ranker import launch
 
-#: One seeded run of the examples, coverage (boundary values) and fuzzing phases: ~750 requests.
-#: (Left to its defaults, a run ended after ~200 requests, so five seeds took 6 minutes.)
-SEEDS = (1,)
+#: Seeded runs of the examples, coverage (boundary values) and fuzzing phases until 500+ requests
+#: went out. A run sends 200-750: schemathesis ends an operation early once most of its
+#: valid-by-schema requests are refused (/feedback for requests never served, /rank dated far
+#: from the snapshot), so the count varies; running all five seeds every time took 6 minutes.
+SEEDS = (1, 2, 3, 4, 5)
 
 
 def test_generated_requests_never_get_a_server_error(server: launch.Server, tmp_path: Path) -> None:
     statuses: collections.Counter[int] = collections.Counter()
     for seed in SEEDS:
+        if sum(statuses.values()) >= 500:
+            break
         har = tmp_path / f"requests-{seed}.har"
         run = subprocess.run(
             [str(Path(sys.executable).parent / "schemathesis"), "run", f"{server.url}/docs.json",
