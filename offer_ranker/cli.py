@@ -277,6 +277,24 @@ def simulate_online(rounds: int | None, out: Path, users: int | None, seed: int 
                     {"seconds": report["seconds"], "bundles": ", ".join(report["bundles"]["model"])})
 
 
+@main.command("logs-to-raw")
+@click.option("--logs", type=ExistingDir, required=True, help="Folder of the service's prediction logs (*.jsonl).")
+@click.option("--offers", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
+              help="The offers catalogue (offers.parquet or .csv) the logged offer ids refer to.")
+@click.option("--out", type=PathArg, required=True, help="Folder for the raw logs.")
+@_errors_as_messages
+def logs_to_raw(logs: Path, offers: Path, out: Path) -> None:
+    """Turn the service's prediction logs into raw logs (impressions with propensities, clicks,
+    conversions, users, offers) for ingest, features, train and evaluate."""
+    from offer_ranker.service_logs import logs_to_raw as run
+
+    report = run(logs, offers, out)
+    console.summary(f"logs-to-raw -> {out}", {name: out / f"{name}.parquet" for name in
+                                               ("impressions", "clicks", "conversions", "users")}
+                    | {"report": out / "logs_to_raw.json"},
+                    {k: report[k] for k in ("files", "impressions", "users", "clicks", "conversions", "malformed")})
+
+
 def _run_explain(cfg: Config, tag: str, features: Path, out: Path, truth: Path | None) -> None:
     from offer_ranker.bundle import load
     from offer_ranker.explain import explain as run
