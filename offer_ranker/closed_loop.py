@@ -25,7 +25,6 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +60,12 @@ class Round:
                 "coverage": len(self.offers_on_top or ()) / max(len(self.offers_live or ()), 1)}
 
 
-def _engine_policy(engine: Any, world: sim.World, k: int, heuristic: sim.Policy) -> sim.Policy:
+def _engine_policy(engine: Any, k: int, heuristic: sim.Policy, user_ids: list[str],
+                   offer_ids: list[str]) -> sim.Policy:
     """A simulator :data:`~offer_ranker.simulate.Policy` that asks ``engine`` for the top ``k`` of
-    each request and fills the rest of the page in ``heuristic``'s order."""
-    user_ids, offer_id = _user_ids(world), _offer_id(world)
+    each request and fills the rest of the page in ``heuristic``'s order; ``user_ids`` and
+    ``offer_ids`` are the simulator's ids by index."""
+    offer_id = offer_ids.__getitem__
 
     def policy(world: sim.World, batch: sim.Batch, rng: np.random.Generator) -> sim.Slate:
         base = heuristic(world, batch, rng)
@@ -94,25 +95,21 @@ def _engine_policy(engine: Any, world: sim.World, k: int, heuristic: sim.Policy)
     return policy
 
 
-def _user_ids(world: sim.World) -> list[str]:
-    """The simulator's user ids (as it writes them), by user index."""
-    width = sim._width(world.n_users, 7)
-    return [f"u{u:0{width}d}" for u in range(world.n_users)]
-
-
-def _offer_id(world: sim.World) -> Any:
-    width = sim._width(world.n_offers, 5)
-    return lambda o: f"o{int(o):0{width}d}"
+def _ids(world: sim.World) -> tuple[list[str], list[str]]:
+    """The user and offer ids by index, formatted as the simulator writes them."""
+    users = sim._ids("u", np.arange(world.n_users), sim._width(world.n_users, 7)).to_pylist()
+    offers = sim._ids("o", np.arange(world.n_offers), sim._width(world.n_offers, 5)).to_pylist()
+    return users, offers
 
 
 def _datetime(us: int) -> datetime:
     return datetime(1970, 1, 1) + (np.datetime64(us, "us") - np.datetime64(0, "us")).item()
 
 
-def _feedback(engine: Any, log: sim.LogChunk, user_ids: list[str], offer_id: Any) -> None:
+def _feedback(engine: Any, log: sim.LogChunk, user_ids: list[str], offer_ids: list[str]) -> None:
     """Clicks and conversions of a window, into the engine's online store at their own times."""
     for i in np.flatnonzero(log.click):
-        user, offer = user_ids[log.user[i]], offer_id(log.offer[i])
+        user, offer = user_ids[log.user[i]], offer_ids[log.offer[i]]
         engine.store.apply(Event("click", user, offer, _datetime(int(log.click_ts[i]))))
         if log.conversion[i]:
             engine.store.apply(Event("conversion", user, offer, _datetime(int(log.conversion_ts[i]))))
@@ -151,7 +148,7 @@ class _ArmRun:
         self.round_of_day = [0] * c.warmup_days + [1 + d // c.days_per_round for d in range(c.rounds * c.days_per_round)]
         self.rounds: list[Round] = [Round(offers_on_top=set(), offers_live=set()) for _ in range(c.rounds + 1)]
         self.raw: list[Path] = []
-        self.user_ids, self.offer_id = _user_ids(world), _offer_id(world)
+        self.user_ids, self.offer_ids = _ids(world)
         self.engine: Any = None
         self.tags: list[str] = []
         self._stage: Any = None
@@ -164,7 +161,7 @@ class _ArmRun:
             self._start_round(r)
         if self.arm == "logging" or r == 0:
             return heuristic
-        return _engine_policy(self.engine, self.world, self.cfg.simulate_online.k, heuristic)
+        return _engine_policy(self.engine, self.cfg.simulate_online.k, heuristic, self.user_ids, self.offer_ids)
 
     def _start_round(self, r: int) -> None:
         self._close_round()
@@ -204,8 +201,8 @@ class _ArmRun:
         stats.revenue += float(self.world.payout[log.offer[log.conversion]].sum())
         stats.offers_on_top.update(np.unique(log.offer[top]).tolist())
         stats.offers_live.update(np.unique(log.offer).tolist())
-        if self.engine is not None and self.arm != "logging" and self.round_of_day[day] > 0:
-            _feedback(self.engine, log, self.user_ids, self.offer_id)
+        if self.engine is not None and self.round_of_day[day] > 0:  # the model arms, once serving
+            _feedback(self.engine, log, self.user_ids, self.offer_ids)
 
     def run(self) -> list[dict[str, float]]:
         request_day = (self.world.request_ts - self.world.start) // sim.DAY
