@@ -34,6 +34,7 @@ from scipy import stats
 from offer_ranker.config import ABConfig, ConfigError
 from offer_ranker.errors import OfferRankerError
 from offer_ranker.io import staged_outputs
+from offer_ranker.logfiles import read_lines
 
 #: metric -> (numerator, denominator) of the per-unit sums
 METRICS = {"ctr": ("clicks", "impressions"), "conversions_per_session": ("conversions", "sessions"),
@@ -65,24 +66,8 @@ def read_logs(folder: Path) -> Logs:
     Malformed lines are skipped and kept with file and line number, records of other kinds are
     counted, blank lines are ignored; a file that cannot be read is an :class:`OfferRankerError`.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise OfferRankerError(f"log folder {folder} does not exist or is not a folder")
-    paths = sorted(p for p in folder.rglob("*.jsonl") if p.is_file())
-    if not paths:
-        raise OfferRankerError(f"no *.jsonl prediction logs under {folder}")
     logs = Logs()
-    for path in paths:
-        name, lineno = str(path.relative_to(folder)), 0
-        try:
-            with path.open("rb") as handle:
-                for lineno, line in enumerate(handle, 1):
-                    reason = _parse(line, logs) if line.strip() else None
-                    if reason:
-                        logs.malformed.append((name, lineno, reason))
-        except OSError as exc:
-            raise OfferRankerError(f"cannot read prediction log {path}: {exc.strerror or exc}") from None
-        logs.files[name] = lineno
+    logs.files, logs.malformed = read_lines(folder, lambda line: _parse(line, logs))
     return logs
 
 

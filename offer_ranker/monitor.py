@@ -29,6 +29,7 @@ from offer_ranker import drift
 from offer_ranker.config import MonitorConfig
 from offer_ranker.errors import OfferRankerError
 from offer_ranker.io import staged_outputs
+from offer_ranker.logfiles import LogFileError, read_lines
 from offer_ranker.report import img, page, table
 
 if TYPE_CHECKING:
@@ -76,21 +77,13 @@ def read_logs(folder: Path | str, *, version: str | None, numeric: set[str], cat
     and listed as ``file:line: reason``.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise MonitorError(f"log folder {folder} does not exist or is not a folder")
     logs = Logs()
-    for path in sorted(p for p in folder.rglob("*.jsonl") if p.is_file()):
-        logs.files += 1
-        name = path.relative_to(folder)
-        try:
-            with path.open("rb") as handle:
-                for lineno, line in enumerate(handle, 1):
-                    if line.strip() and (reason := _add(line, logs, version, numeric, categorical)):
-                        logs.malformed.append(f"{name}:{lineno}: {reason}")
-        except OSError as exc:
-            raise MonitorError(f"cannot read the prediction log {path}: {exc}") from None
-    if not logs.files:
-        raise MonitorError(f"no *.jsonl prediction logs under {folder}")
+    try:
+        files, malformed = read_lines(folder, lambda line: _add(line, logs, version, numeric, categorical))
+    except LogFileError as exc:
+        raise MonitorError(str(exc)) from None
+    logs.files = len(files)
+    logs.malformed = [f"{name}:{lineno}: {reason}" for name, lineno, reason in malformed]
     if not logs.requests:
         others = ", ".join(f"{v} ({n:,})" for v, n in logs.versions.most_common(5))
         raise MonitorError(f"no rank records{' of ' + version if version else ''} in {folder}: " + (

@@ -27,6 +27,7 @@ import polars as pl
 from offer_ranker.errors import OfferRankerError
 from offer_ranker.features import IMPRESSION_PREFIX
 from offer_ranker.io import staged_outputs
+from offer_ranker.logfiles import read_lines
 
 _CONTEXT = ("device", "country", "surface")
 _USER_PREFIX = "user_x_"
@@ -40,27 +41,25 @@ def logs_to_raw(logs: Path | str, offers: Path | str, out: Path | str) -> dict[s
     """Convert every ``*.jsonl`` under ``logs`` (plus the ``offers`` catalogue, Parquet or CSV) to
     a raw-log folder ``out``; returns counts, including the lines skipped as malformed."""
     logs, offers, out = Path(logs), Path(offers), Path(out)
-    files = sorted(logs.rglob("*.jsonl")) if logs.is_dir() else []
-    if not files:
-        raise LogError(f"{logs}: no *.jsonl prediction logs found")
     if offers.suffix not in (".parquet", ".csv") or not offers.is_file():
         raise LogError(f"{offers}: expected the offers catalogue as a .parquet or .csv file")
     impressions: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     users: dict[str, dict[str, Any]] = {}
-    malformed: list[str] = []
-    for path in files:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for number, line in enumerate(f, start=1):
-                try:
-                    record = json.loads(line)
-                    if record.get("kind") == "rank":
-                        _rank(record, impressions, users)
-                    elif record.get("kind") == "feedback" and record.get("applied"):
-                        events.append({k: record[k] for k in ("request_id", "offer", "ts", "event")}
-                                      | {"value": record.get("value")})
-                except (ValueError, KeyError, TypeError, IndexError) as exc:
-                    malformed.append(f"{path}:{number}: {type(exc).__name__}: {exc}")
+
+    def add(line: bytes) -> str | None:
+        try:
+            record = json.loads(line)
+            if record.get("kind") == "rank":
+                _rank(record, impressions, users)
+            elif record.get("kind") == "feedback" and record.get("applied"):
+                events.append({k: record[k] for k in ("request_id", "offer", "ts", "event")}
+                              | {"value": record.get("value")})
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    files, malformed = read_lines(logs, add)
     if not impressions:
         raise LogError(f"{logs}: no rank records with shown offers in {len(files)} files")
     feedback = pl.DataFrame(events, schema={"request_id": pl.String, "offer": pl.String, "ts": pl.String,
@@ -76,7 +75,8 @@ def logs_to_raw(logs: Path | str, offers: Path | str, out: Path | str) -> dict[s
         report = {"files": len(files), "impressions": len(impressions), "users": len(users),
                   "clicks": int((feedback["event"] == "click").sum()),
                   "conversions": int((feedback["event"] == "conversion").sum()),
-                  "malformed": len(malformed), "malformed_lines": malformed[:20]}
+                  "malformed": len(malformed),
+                  "malformed_lines": [f"{name}:{number}: {reason}" for name, number, reason in malformed[:20]]}
         stage.write_json("logs_to_raw.json", report)
     return report
 
@@ -94,9 +94,9 @@ def _rank(record: dict[str, Any], impressions: list[dict[str, Any]], users: dict
            "policy": "explore" if record.get("explored") else "model", "arm": record.get("arm")}
     passthrough = {name.removeprefix(IMPRESSION_PREFIX): values for name, values in features.items()
                    if name.startswith(IMPRESSION_PREFIX)}
-    for j, (offer, position, propensity) in enumerate(zip(offers, positions, propensities)):
-        impressions.append(row | {"offer_id": str(offer), "position": int(position), "propensity": float(propensity)}
-                           | {raw: values[j] for raw, values in passthrough.items()})
+    impressions.extend([row | {"offer_id": str(offer), "position": int(position), "propensity": float(propensity)}
+                        | {raw: values[j] for raw, values in passthrough.items()}
+                        for j, (offer, position, propensity) in enumerate(zip(offers, positions, propensities))])
     if user not in users:
         users[user] = {"user_id": user} | {name.removeprefix(_USER_PREFIX): values[0] if values else None
                                            for name, values in features.items() if name.startswith(_USER_PREFIX)}
