@@ -31,7 +31,7 @@ duckdb.connect().execute(text)
 """
 _FEATURES = """
 import sys
-from offer_ranker.build_features import build_features
+from offer_ranker.featurize.build import build_features
 build_features(sys.argv[1], sys.argv[2])
 """
 _WRITE_FLOOR = """
@@ -67,7 +67,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from bench_ingest import _simulated  # the same cached simulation as the ingest benchmark
 
-    from offer_ranker.ingest import ingest
+    from offer_ranker.data.ingest import ingest
 
     raw, rows = _simulated(args.impressions, args.cache)
     ingested = args.cache / f"ingested-{args.impressions}"

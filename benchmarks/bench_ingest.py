@@ -21,9 +21,9 @@ from pathlib import Path
 import duckdb
 
 from offer_ranker.config import SimulateConfig
-from offer_ranker.ingest import ingest
-from offer_ranker.schema import TABLES
-from offer_ranker.simulate import simulate, users_for_impressions
+from offer_ranker.data.ingest import ingest
+from offer_ranker.data.schema import TABLES
+from offer_ranker.simulator import simulate, users_for_impressions
 
 HERE = Path(__file__).parent
 

@@ -50,13 +50,13 @@ def run(tmp: Path, impressions: int, engines: list[str], split_share: float = 0.
     import numpy as np
     import polars as pl
 
-    from offer_ranker.build_features import build_features
-    from offer_ranker.bundle import load
+    from offer_ranker.featurize.build import build_features
+    from offer_ranker.model.bundle import load
     from offer_ranker.config import Config
-    from offer_ranker.evaluate import evaluate
-    from offer_ranker.frame import FeatureSpec, read_frame, read_manifest, with_position
-    from offer_ranker.simulate import simulate, users_for_impressions
-    from offer_ranker.train import split_times, train
+    from offer_ranker.evaluation.evaluate import evaluate
+    from offer_ranker.featurize.frame import FeatureSpec, read_frame, read_manifest, with_position
+    from offer_ranker.simulator import simulate, users_for_impressions
+    from offer_ranker.model.train import split_times, train
 
     base = Config.model_validate({"simulate": {"users": users_for_impressions(impressions)},
                                   "train": {"split_share": split_share}})

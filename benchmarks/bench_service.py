@@ -6,7 +6,7 @@ Simulates logs, builds features and trains a bundle in a temp folder, then start
 on loopback, all ranking the same 20-candidate requests with the same engine:
 
 * ``baseline``: bare Starlette + uvicorn (``benchmarks/baseline_app.py``);
-* ``bentoml``: ``bentoml serve offer_ranker.service:OfferRanker``, as shipped;
+* ``bentoml``: ``bentoml serve offer_ranker.serve.service:OfferRanker``, as shipped;
 * ``bentoml_unfixed``: the same with ``serve.latency_fixes = false`` (BentoML's own per-request
   timers left running and no ``gc.freeze``; see ``offer_ranker/asgi.py``).
 
@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from offer_ranker import launch
+from offer_ranker.serve import launch
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -59,11 +59,11 @@ def main() -> None:
 def prepare(tmp: Path, users: int) -> tuple[str, Path, Path]:
     """Simulated logs → features → a trained bundle; returns its tag and two wrk scripts of the
     same requests: plain, and with ``"explain": true`` (per-request reasons)."""
-    from offer_ranker.build_features import build_features
+    from offer_ranker.featurize.build import build_features
     from offer_ranker.config import Config
-    from offer_ranker.examples import sample_requests
-    from offer_ranker.simulate import simulate
-    from offer_ranker.train import train
+    from offer_ranker.serve.examples import sample_requests
+    from offer_ranker.simulator import simulate
+    from offer_ranker.model.train import train
 
     cfg = Config.model_validate({"simulate": {"users": users, "days": 7}})
     simulate(cfg.simulate, tmp / "raw")

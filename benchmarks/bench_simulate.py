@@ -23,7 +23,7 @@ from pathlib import Path
 def _run(impressions: int, days: int, seed: int) -> dict:
     """One simulation in this (fresh) process; returns its measurements."""
     from offer_ranker.config import SimulateConfig
-    from offer_ranker.simulate import simulate, users_for_impressions
+    from offer_ranker.simulator import simulate, users_for_impressions
 
     cfg = SimulateConfig(users=users_for_impressions(impressions, days), days=days, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,10 +36,10 @@ import polars as pl
 import pyarrow
 import pyarrow.parquet as pq
 
-from offer_ranker.build_features import SNAPSHOT_TABLES, build_features
+from offer_ranker.featurize.build import SNAPSHOT_TABLES, build_features
 from offer_ranker.config import SimulateConfig
-from offer_ranker.online import OnlineStore
-from offer_ranker.simulate import simulate
+from offer_ranker.featurize.online import OnlineStore
+from offer_ranker.simulator import simulate
 
 HERE = Path(__file__).parent
 #: Per-user tables and the columns they are sorted by after user_id (snapshot.sql).

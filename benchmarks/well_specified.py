@@ -22,7 +22,7 @@ import polars as pl
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
-#: Terms of the simulator's attraction logit (offer_ranker.simulate.attraction_logit) as one-hot blocks.
+#: Terms of the simulator's attraction logit (offer_ranker.simulator.attraction_logit) as one-hot blocks.
 ONE_HOT = {"offer": ["offer_id"], "partner": ["offer_partner"], "category": ["offer_category"],
            "reward": ["offer_x_reward_type"], "plan×category": ["user_x_plan", "offer_category"],
            "country×category": ["ctx_country", "offer_category"], "age×category": ["user_x_age_band", "offer_category"],
@@ -34,9 +34,9 @@ NUMERIC = ["log_price", "min_spend", "fatigue", "clicked_before", "converted_bef
 def reference(features: Path, truth: Path, until: datetime) -> dict[str, float]:
     """Efficiency (all requests, new users) and AUC of the well-specified model trained before
     ``until``, on the impressions from ``until`` on, measured like ``offer-ranker evaluate``."""
-    from offer_ranker import metrics as M
-    from offer_ranker.frame import group_sizes
-    from offer_ranker.simulate import examination
+    from offer_ranker.stats import metrics as M
+    from offer_ranker.featurize.frame import group_sizes
+    from offer_ranker.simulator import examination
 
     test, top, logged = scores(features, until)
     p_attract = test.join(pl.read_parquet(truth, columns=["request_id", "offer_id", "p_attract"]),
@@ -52,7 +52,7 @@ def reference(features: Path, truth: Path, until: datetime) -> dict[str, float]:
 def scores(features: Path, until: datetime) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
     """(test frame, scores at the top slot, scores at the logged slot) of the well-specified
     model trained before ``until``."""
-    from offer_ranker.simulate import CATEGORIES, CATEGORY_PRICE
+    from offer_ranker.simulator import CATEGORIES, CATEGORY_PRICE
 
     frame = pl.read_parquet(features / "train.parquet").with_columns(
         (pl.col("imp_x_price").log() - pl.col("offer_category").replace_strict(

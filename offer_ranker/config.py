@@ -28,7 +28,7 @@ class _Strict(BaseModel):
 
 
 class SimulateConfig(_Strict):
-    """The built-in marketplace simulator (see ``offer_ranker.simulate``)."""
+    """The built-in marketplace simulator (see ``offer_ranker.simulator``)."""
 
     users: int = Field(20_000, ge=10, le=50_000_000, description="distinct users over the period")
     offers: int = Field(400, ge=40, le=1_000_000, description="distinct offers over the period")
@@ -53,7 +53,7 @@ class SimulateConfig(_Strict):
 
 
 class IngestConfig(_Strict):
-    """Raw-log ingestion (see ``offer_ranker.ingest`` and ``sql/ingest/``)."""
+    """Raw-log ingestion (see ``offer_ranker.data.ingest`` and ``sql/ingest/``)."""
 
     csv_nulls: tuple[str, ...] = Field(
         ("", "NULL", "NA"), description="CSV tokens read as NULL"
@@ -65,7 +65,7 @@ class IngestConfig(_Strict):
 
 
 class FeaturesConfig(_Strict):
-    """Point-in-time features (see ``offer_ranker.build_features`` and ``sql/features/``)."""
+    """Point-in-time features (see ``offer_ranker.featurize.build`` and ``sql/features/``)."""
 
     decay_hours: float = Field(24.0, gt=0, le=24 * 90, description="time constant of the 'recent' counts")
     min_evidence: int = Field(
@@ -84,7 +84,7 @@ class FeaturesConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """Model training (see ``offer_ranker.train``)."""
+    """Model training (see ``offer_ranker.model.train``)."""
 
     engine: Literal["lightgbm", "xgboost"] = Field("lightgbm", description="gradient-boosting library")
     objective: Literal["clicks", "conversions", "revenue"] = Field(
@@ -133,7 +133,7 @@ class TrainConfig(_Strict):
 
 
 class EvaluateConfig(_Strict):
-    """Offline evaluation (see ``offer_ranker.evaluate``)."""
+    """Offline evaluation (see ``offer_ranker.evaluation.evaluate``)."""
 
     k: int = Field(3, ge=1, le=10, description="slots at the top that count (the offers page shows 1-3)")
     bootstrap: int = Field(200, ge=10, le=10_000, description="bootstrap resamples (by request) for the CIs")
@@ -217,7 +217,7 @@ class ServeConfig(_Strict):
 
 
 class ABConfig(_Strict):
-    """The A/B test report (``offer-ranker ab-report``, see ``offer_ranker.abtest``)."""
+    """The A/B test report (``offer-ranker ab-report``, see ``offer_ranker.production.abtest``)."""
 
     control: str | None = Field(
         None, description="the arm the others are compared with; default: 'control' if present, else the first "

@@ -13,11 +13,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from offer_ranker.build_features import ID_COLUMNS, build_features
+from offer_ranker.featurize.build import ID_COLUMNS, build_features
 from offer_ranker.config import Config, SimulateConfig
 from offer_ranker.features import FEATURES
-from offer_ranker.ingest import ingest
-from offer_ranker.simulate import simulate
+from offer_ranker.data.ingest import ingest
+from offer_ranker.simulator import simulate
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +293,7 @@ def test_snapshot_priors_exist_for_every_day_and_unknown_offers(built: Path, tmp
     priors = pl.read_parquet(built / "snapshot" / "priors.parquet")
     assert "" in priors.filter(pl.col("kind") == "offer")["key"].to_list()  # global prior for new offers
     assert priors.filter(pl.col("kind") == "user").height == 1
-    from offer_ranker.build_features import FeatureError
+    from offer_ranker.featurize.build import FeatureError
     with pytest.raises(FeatureError, match="must fall between the first day of the log"):
         build_features(built / "ingested", tmp_path / "early", snapshot_as_of=datetime(2020, 1, 1))
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from offer_ranker.cli import main
-from offer_ranker.ingest import FLAGS, REASONS, IngestError, ingest
+from offer_ranker.data.ingest import FLAGS, REASONS, IngestError, ingest
 from tests.toy_logs import EXPECTED_LABELS, toy_tables, write_csv, write_typed_parquet
 
 

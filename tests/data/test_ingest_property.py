@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from offer_ranker.config import SimulateConfig
-from offer_ranker.ingest import ingest
-from offer_ranker.simulate import simulate
+from offer_ranker.data.ingest import ingest
+from offer_ranker.simulator import simulate
 
 TABLES = ("impressions", "clicks", "conversions", "offers", "users")
 KEY = ["request_id", "offer_id"]

@@ -12,11 +12,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from offer_ranker.build_features import build_features
+from offer_ranker.featurize.build import build_features
 from offer_ranker.config import SimulateConfig
-from offer_ranker.ingest import ingest
-from offer_ranker.online import Event, OnlineStore
-from offer_ranker.simulate import simulate
+from offer_ranker.data.ingest import ingest
+from offer_ranker.featurize.online import Event, OnlineStore
+from offer_ranker.simulator import simulate
 
 RTOL = ATOL = 1e-9
 

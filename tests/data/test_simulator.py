@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from offer_ranker import schema
+from offer_ranker.data import schema
 from offer_ranker.config import SimulateConfig
-from offer_ranker.simulate import (
+from offer_ranker.simulator import (
     COUNTRIES,
     CONVERTED,
     DEVICES,

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offer_ranker.explain import explain, sample_requests, shap_values
-from offer_ranker.frame import read_frame, with_position
-from offer_ranker.train import TrainResult
+from offer_ranker.evaluation.explain import explain, sample_requests, shap_values
+from offer_ranker.featurize.frame import read_frame, with_position
+from offer_ranker.model.train import TrainResult
 from tests.conftest import CFG
 
 #: The simulator's two largest effects on which offer a user clicks, and the features through

@@ -12,12 +12,12 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from offer_ranker.build_features import build_features
+from offer_ranker.featurize.build import build_features
 from offer_ranker.cli import main
 from offer_ranker.config import Config
-from offer_ranker.frame import read_frame
-from offer_ranker.rankers import order
-from offer_ranker.train import train
+from offer_ranker.featurize.frame import read_frame
+from offer_ranker.model.baselines import order
+from offer_ranker.model.train import train
 
 CFG = Config.model_validate({"train": {"rounds": 60, "early_stopping": 20, "min_data_in_leaf": 20}})
 START = datetime(2026, 3, 2)

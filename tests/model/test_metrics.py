@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from offer_ranker import metrics as M
+from offer_ranker.stats import metrics as M
 
 
 def test_ranks_descending_within_each_request_with_tiebreak() -> None:

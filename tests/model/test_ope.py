@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from offer_ranker import ope
+from offer_ranker.stats import ope
 
 N_ITEMS, K, EPS = 6, 3, 0.3
 

@@ -9,12 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from offer_ranker import bundle as bundles
-from offer_ranker.build_features import build_features
+from offer_ranker.model import bundle as bundles
+from offer_ranker.featurize.build import build_features
 from offer_ranker.features import FEATURES
-from offer_ranker.frame import FeatureSpec, read_frame, read_manifest
-from offer_ranker.rankers import PopularityRanker, RandomRanker, order, read_ranker
-from offer_ranker.train import train
+from offer_ranker.featurize.frame import FeatureSpec, read_frame, read_manifest
+from offer_ranker.model.baselines import PopularityRanker, RandomRanker, order, read_ranker
+from offer_ranker.model.train import train
 
 from tests.conftest import CFG
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from offer_ranker.train import train
+from offer_ranker.model.train import train
 
 from tests.conftest import CFG
 

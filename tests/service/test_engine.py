@@ -10,12 +10,12 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from offer_ranker import bundle as bundles
-from offer_ranker.api import RankRequest
+from offer_ranker.model import bundle as bundles
+from offer_ranker.serve.api import RankRequest
 from offer_ranker.config import ServeConfig
-from offer_ranker.online import OnlineStore
-from offer_ranker.serving import Engine
-from offer_ranker.train import TrainResult
+from offer_ranker.featurize.online import OnlineStore
+from offer_ranker.serve.engine import Engine
+from offer_ranker.model.train import TrainResult
 
 
 def _engine(trained: TrainResult, bundle: bundles.Bundle | None = None, **cfg) -> Engine:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from offer_ranker import launch
+from offer_ranker.serve import launch
 
 #: Seeded runs of the examples, coverage (boundary values) and fuzzing phases until 500+ requests
 #: went out. A run sends 200-750: schemathesis ends an operation early once most of its

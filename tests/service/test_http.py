@@ -13,9 +13,9 @@ import httpx
 import polars as pl
 import pytest
 
-from offer_ranker import launch
-from offer_ranker.serving import hash_user
-from offer_ranker.train import TrainResult
+from offer_ranker.serve import launch
+from offer_ranker.serve.engine import hash_user
+from offer_ranker.model.train import TrainResult
 from tests.service.conftest import ARM_SALT, write_config
 
 
@@ -190,7 +190,7 @@ def test_prediction_log_hashes_user_ids(client: httpx.Client, served: tuple, bod
 
 def test_users_keep_their_arm_and_the_log_says_which(client: httpx.Client, served: tuple, bodies: list[dict],
                                                      trained: TrainResult) -> None:
-    from offer_ranker.experiment import assign
+    from offer_ranker.serve.router import assign
 
     arms = {}
     for body in bodies[40:80]:

@@ -1,7 +1,7 @@
 """The A/B report: exact counts on a toy log, the delta method, A/A false-positive rate, power on a
 planted lift, sample-ratio mismatch, malformed lines, and the CLI.
 
-The repeated experiments build :class:`~offer_ranker.abtest.Logs` directly (the parsed form of
+The repeated experiments build :class:`~offer_ranker.production.abtest.Logs` directly (the parsed form of
 the JSON lines) so hundreds of them run in seconds; one of them also goes through files on disk
 and must give the same report.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from offer_ranker.abtest import Logs, analyse, read_logs, summary_rows
+from offer_ranker.production.abtest import Logs, analyse, read_logs, summary_rows
 from offer_ranker.cli import main
 from offer_ranker.config import ABConfig, ConfigError, load_config
 from offer_ranker.errors import OfferRankerError
@@ -170,7 +170,7 @@ def test_ctr_variance_is_the_delta_method_formula() -> None:
 def experiment(rng: np.random.Generator, *, users: int, salt: str, lift: float = 1.0, share: float = 0.5,
                logged_share: float | None = None, extra_sessions: float = 0.5, user_spread: float | None = None,
                ctr: float = 0.1) -> Logs:
-    """Users split by a salted hash (as ``offer_ranker.experiment.assign``: sha256 of ``salt:user``,
+    """Users split by a salted hash (as ``offer_ranker.serve.router.assign``: sha256 of ``salt:user``,
     arms in name order over [0, 1)); each has 1 + Poisson(extra_sessions) sessions 3 h apart of
     1 + Poisson(0.3) requests 5 min apart showing 1-3 offers; each offer is clicked with the arm's
     CTR (times ``lift`` for treatment; per user from a Beta with concentration ``user_spread``), a

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offer_ranker.api import Feedback, RankRequest
+from offer_ranker.serve.api import Feedback, RankRequest
 from offer_ranker.config import ServeConfig
-from offer_ranker.experiment import Router, assign
-from offer_ranker.serving import Engine, PredictionLog
+from offer_ranker.serve.router import Router, assign
+from offer_ranker.serve.engine import Engine, PredictionLog
 
 
 def test_assignment_is_deterministic_and_follows_the_shares() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from offer_ranker import rerank
+from offer_ranker.policy import rerank
 
 # four offers: 0 and 1 near-duplicates (same category and partner), 2 and 3 different
 CATS = np.array([0, 0, 1, 2])

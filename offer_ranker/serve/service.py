@@ -1,0 +1,123 @@
+"""The BentoML service: ``bentoml serve`` in the project root (``bentofile.yaml`` points here).
+
+Endpoints: ``POST /rank`` and ``POST /feedback`` (contract in :mod:`offer_ranker.serve.api`), plus
+BentoML's ``/healthz``, ``/livez``, ``/readyz`` (false until the bundle and its snapshot are
+loaded), ``/metrics`` (Prometheus) and ``/docs.json`` (OpenAPI).
+
+Settings: ``OFFER_RANKER_CONFIG`` names a TOML file whose ``[serve]`` section is read
+(:class:`offer_ranker.config.ServeConfig`); ``OFFER_RANKER_MODEL`` (a tag) and
+``OFFER_RANKER_SNAPSHOT`` (a snapshot folder) override it. With none of them the latest bundle
+in the BentoML model store is served with the snapshot it was trained with.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from typing import Any
+
+import bentoml
+from starlette.responses import Response
+
+from offer_ranker.serve import asgi
+from offer_ranker.serve.api import Feedback, FeedbackResponse, RankRequest, RankResponse, RequestError
+from offer_ranker.config import serve_config_from_env
+from offer_ranker.serve.router import Router
+
+log = logging.getLogger("offer_ranker.serve.service")
+#: sub-millisecond resolution where a ranking spends its time
+LATENCY_BUCKETS = (0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
+                   0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+CANDIDATE_BUCKETS = (1, 2, 5, 10, 15, 20, 25, 30, 50, 100)
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    body = payload.model_dump_json() if hasattr(payload, "model_dump_json") else json.dumps(payload)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def error_response(exc: RequestError) -> Response:
+    """The same shape as BentoML's validation errors: ``error`` plus ``detail[].loc``."""
+    return json_response({"error": str(exc), "detail": [{"loc": exc.field.split("."), "msg": str(exc)}]},
+                         status=exc.status)
+
+
+@bentoml.service(
+    name="offer_ranker",
+    workers=1,
+    traffic={"timeout": 10},
+    # every ranking goes to the prediction log (user ids hashed); the access log would repeat it
+    logging={"access": {"enabled": False}},
+    # no OpenTelemetry spans on the hot paths (nothing exports them by default; ~5% of a request)
+    tracing={"excluded_urls": ["/rank", "/feedback"]},
+)
+class OfferRanker:
+    def __init__(self) -> None:
+        cfg = serve_config_from_env()
+        self.engine = Router.load(cfg)
+        latency = bentoml.metrics.Histogram(
+            name="offer_ranker_latency_seconds", documentation="time spent per ranking, by stage",
+            labelnames=["stage"], buckets=LATENCY_BUCKETS)
+        self.latency = {stage: latency.labels(stage=stage) for stage in ("features", "model", "total")}
+        self.candidates = bentoml.metrics.Histogram(
+            name="offer_ranker_candidates", documentation="candidates per ranking request", buckets=CANDIDATE_BUCKETS)
+        self.fallbacks = bentoml.metrics.Counter(
+            name="offer_ranker_fallbacks_total", documentation="rankings served from priors, by reason",
+            labelnames=["reason"])
+        self.explored = bentoml.metrics.Counter(
+            name="offer_ranker_explored_total", documentation="rankings that explored new offers")
+        self.feedback_events = bentoml.metrics.Counter(
+            name="offer_ranker_feedback_total", documentation="feedback events applied", labelnames=["event"])
+        if cfg.latency_fixes:
+            asgi.fix_timeout_middleware()
+            # everything loaded so far lives as long as the process: keep it out of the collector's
+            # full passes (see offer_ranker.serve.asgi: a full pass over BentoML's objects costs ~80 ms)
+            gc.collect()
+            gc.freeze()
+        log.info("offer-ranker serving %s (ready=%s)", self.engine.version, self.engine.ready)
+
+    async def __is_ready__(self) -> bool:
+        return self.engine.ready
+
+    # the responses are built here (errors with their 4xx), output_spec documents the success
+    @bentoml.api(route="/rank", input_spec=RankRequest, output_spec=RankResponse)
+    async def rank(self, **request: Any) -> RankResponse:
+        """Order the candidate offers for one user; return the top ``k``."""
+        body = RankRequest.model_construct(**request)
+        try:
+            result = self.engine.rank(body)
+        except RequestError as exc:
+            return error_response(exc)
+        except Exception:  # noqa: BLE001 - a bug must still not cost the page its offers
+            log.exception("ranking failed; answering with the emergency order")
+            self.fallbacks.labels(reason="internal_error").inc()
+            return json_response(self.engine.emergency(body, "internal_error"))
+        t = result.timings
+        self.latency["features"].observe(t.features)
+        self.latency["model"].observe(t.model)
+        self.latency["total"].observe(t.total)
+        self.candidates.observe(result.candidates)
+        if result.response.fallback:
+            self.fallbacks.labels(reason=result.response.fallback.split(":")[0]).inc()
+        if result.explored:
+            self.explored.inc()
+        return json_response(result.response)
+
+    @bentoml.api(route="/feedback", input_spec=Feedback, output_spec=FeedbackResponse)
+    async def feedback(self, **event: Any) -> FeedbackResponse:
+        """Record a click or conversion on an offer a ranking showed; the next ranking sees it."""
+        body = Feedback.model_construct(**event)
+        try:
+            response = self.engine.feedback(body)
+        except RequestError as exc:
+            return error_response(exc)
+        except Exception:  # noqa: BLE001 - never a 5xx: say it was not applied
+            log.exception("feedback failed")
+            return json_response(FeedbackResponse(request_id=body.request_id, offer_id=body.offer_id,
+                                                  event=body.event, applied=False))
+        self.feedback_events.labels(event=response.event).inc()
+        return json_response(response)
+
+
+OfferRanker.add_asgi_middleware(asgi.RequestGuard)
