@@ -51,7 +51,7 @@ def run(tmp: Path, impressions: int, engines: list[str], split_share: float = 0.
     import polars as pl
 
     from offer_ranker.featurize.build import build_features
-    from offer_ranker.model.bundle import load
+    from offer_ranker.model.store import load
     from offer_ranker.config import Config
     from offer_ranker.evaluation.evaluate import evaluate
     from offer_ranker.featurize.frame import FeatureSpec, read_frame, read_manifest, with_position

@@ -27,6 +27,8 @@ PASSTHROUGH_SOURCES = {"impressions": ("request×offer", "imp_x_"), "offers": ("
 
 #: Prefix of pass-through features from impressions; the service's request carries the raw name.
 IMPRESSION_PREFIX = PASSTHROUGH_SOURCES["impressions"][1]
+#: Prefix of pass-through features from the users table (first-party user attributes).
+USER_PREFIX = PASSTHROUGH_SOURCES["users"][1]
 
 
 def passthrough(table: str, column: str, numeric: bool) -> Feature:
@@ -42,4 +44,4 @@ def passthrough(table: str, column: str, numeric: bool) -> Feature:
     )
 
 
-__all__ = ["BY_NAME", "FEATURES", "Feature", "crosses", "passthrough"]
+__all__ = ["BY_NAME", "FEATURES", "IMPRESSION_PREFIX", "USER_PREFIX", "Feature", "crosses", "passthrough"]

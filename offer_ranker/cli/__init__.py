@@ -135,7 +135,7 @@ def train(features_dir: Path, config_file: Path | None, **flags: Any) -> None:
 @_errors_as_messages
 def score(tag: str, features_dir: Path, out: Path, start: datetime | None) -> None:
     """Write request_id, offer_id, score and p_click (at the logged slot) for every impression."""
-    from offer_ranker.model.bundle import load
+    from offer_ranker.model.store import load
     from offer_ranker.model.predict import score_file
 
     path, rows = score_file(load(tag), features_dir, out, start)
@@ -214,7 +214,7 @@ def models() -> None:
 @_errors_as_messages
 def models_list() -> None:
     """List bundles, newest first: tag, engine, objective, training window, validation metrics."""
-    from offer_ranker.model.bundle import listing
+    from offer_ranker.model.store import listing
 
     rows = listing()
     if not rows:
@@ -296,7 +296,7 @@ def logs_to_raw(logs: Path, offers: Path, out: Path) -> None:
 
 
 def _run_explain(cfg: Config, tag: str, features: Path, out: Path, truth: Path | None) -> None:
-    from offer_ranker.model.bundle import load
+    from offer_ranker.model.store import load
     from offer_ranker.evaluation.explain import explain as run
 
     console.err.print("explaining the model with SHAP ...")
@@ -370,7 +370,7 @@ def _run_features(cfg: Config, source: Path, out: Path) -> None:
 
 
 def _run_train(cfg: Config, features_dir: Path) -> str:
-    from offer_ranker.model.bundle import bentoml_path
+    from offer_ranker.model.store import bentoml_path
     from offer_ranker.model.train import train as run
 
     result = run(features_dir, cfg, track=console.track)
@@ -388,7 +388,7 @@ def _run_train(cfg: Config, features_dir: Path) -> str:
 
 
 def _run_evaluate(cfg: Config, tag: str, features_dir: Path, out: Path, truth: Path | None) -> None:
-    from offer_ranker.model.bundle import load
+    from offer_ranker.model.store import load
     from offer_ranker.evaluation.evaluate import evaluate as run
     from offer_ranker.report import headline_rows
 
@@ -462,7 +462,7 @@ def monitor(logs_dir: Path, tag: str, out: Path, config_file: Path | None, **fla
 
     from rich.markup import escape
 
-    from offer_ranker.model.bundle import load
+    from offer_ranker.model.store import load
     from offer_ranker.production.monitor import monitor as run
 
     cfg = _config(config_file, monitor=flags)

@@ -24,7 +24,9 @@ import polars as pl
 from offer_ranker.policy import rerank
 from offer_ranker.model.bundle import Bundle
 from offer_ranker.config import Config
+from offer_ranker.evaluation.testset import TestSet
 from offer_ranker.policy.priors import ColdStartPrior
+from offer_ranker.stats.metrics import request_starts
 
 LAMBDAS = (1.0, 0.95, 0.9, 0.8, 0.7, 0.5, 0.3, 0.0)
 
@@ -33,24 +35,15 @@ def _column(frame: pl.DataFrame, name: str, default: float = np.nan) -> np.ndarr
     return frame[name].to_numpy() if name in frame.columns else np.full(frame.height, default)
 
 
-def _codes(values: np.ndarray) -> np.ndarray:
-    """Integer codes of a column of names, -1 for None."""
-    filled = np.array(["\x00" if v is None else str(v) for v in values], dtype=object)
-    _, codes = np.unique(filled, return_inverse=True)
-    return np.where(filled == "\x00", -1, codes)
-
-
-def evaluate_policy(bundle: Bundle, test: Any, train_frame: pl.DataFrame, cfg: Config,
+def evaluate_policy(bundle: Bundle, test: TestSet, train_frame: pl.DataFrame, cfg: Config,
                     max_requests: int = 20_000) -> dict[str, Any]:
     """The λ sweep and the cold-start comparison (see the module docstring)."""
-    from offer_ranker.simulator import examination
-
     k, serve = cfg.evaluate.k, cfg.serve
     frame = test.frame
     rng = np.random.default_rng(cfg.evaluate.seed)
     G = len(test.groups)
     sample = np.sort(rng.choice(G, size=min(G, max_requests), replace=False))
-    starts = np.concatenate([[0], np.cumsum(test.groups)[:-1]])
+    starts = request_starts(test.groups)
 
     p_model = bundle.p_click(test.X, 1.0)
     value = bundle.value_per_click(test.X)
@@ -73,11 +66,11 @@ def evaluate_policy(bundle: Bundle, test: Any, train_frame: pl.DataFrame, cfg: C
                  "without_prior": p_model * value}
     truth = test.p_attract
     gains = truth if truth is not None else 2.0 ** test.label - 1
-    exam = examination(np.arange(1, k + 1))
+    exam = test.examination[:k] if test.examination is not None else None
     discount = 1 / np.log2(np.arange(2, k + 2))
-    cat_codes, partner_codes = _codes(categories), _codes(partners)
+    cat_codes, partner_codes = rerank.codes(categories), rerank.codes(partners)
     numeric = _column(frame, "offer_payout")[:, None]
-    offer_codes = _codes(frame["offer_id"].to_numpy())
+    offer_codes = rerank.codes(frame["offer_id"].to_numpy())
     new_offer = test.new_offer
 
     lambdas = sorted(set(LAMBDAS) | {serve.mmr_lambda}, reverse=True)  # the configured λ is always swept

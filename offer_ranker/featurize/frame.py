@@ -136,3 +136,34 @@ def group_sizes(request_ids: pl.Series) -> np.ndarray:
     if len(sizes) != request_ids.n_unique():
         raise FrameError("the rows of a request are not contiguous in the frame; rebuild the features")
     return sizes
+
+
+@dataclass
+class ModelInputs:
+    """A slice of the frame as model inputs: whole requests, each request's rows contiguous.
+
+    X : (rows, features) the spec's matrix; groups : (requests,) rows per request
+    """
+
+    frame: pl.DataFrame
+    X: np.ndarray
+    groups: np.ndarray
+    categorical: list[int]
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame, spec: FeatureSpec) -> ModelInputs:
+        return cls(frame, spec.matrix(frame), group_sizes(frame["request_id"]), spec.categorical)
+
+    @property
+    def label(self) -> np.ndarray:
+        """(rows,) 0 shown, 1 clicked, 2 converted."""
+        return self.frame["label"].to_numpy().astype(np.int64)
+
+    @property
+    def clicked(self) -> np.ndarray:
+        return (self.label >= 1).astype(np.float64)
+
+    @property
+    def position(self) -> np.ndarray:
+        """(rows,) the logged slot, 1 = top."""
+        return self.frame["position"].to_numpy().astype(np.float64)

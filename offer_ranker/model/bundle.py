@@ -3,8 +3,8 @@
 A bundle holds the ranker, the calibrated click model, the conversion model (when the logs have
 conversions), the feature spec and manifest, the online snapshot the features produced (so a
 bundle is deployable on its own), and ``bundle.json``: engine, objective, training window, data
-fingerprint, parameters, metrics and package versions. It is saved with
-``bentoml.models.create`` as ``offer_ranker:<version>``.
+fingerprint, parameters, metrics and package versions. :mod:`offer_ranker.model.store` keeps
+bundles in the BentoML model store as ``offer_ranker:<version>``.
 
 Files in the bundle directory::
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,7 @@ from offer_ranker.model.engines import Booster
 from offer_ranker.errors import OfferRankerError
 from offer_ranker.featurize.frame import FeatureSpec, with_position
 
-MODEL_NAME = "offer_ranker"
 _EXT = {"lightgbm": "txt", "xgboost": "json"}
-PACKAGES = ("offer-ranker", "lightgbm", "xgboost-cpu", "duckdb", "polars", "numpy", "scikit-learn",
-            "optuna", "bentoml")
 
 
 class BundleError(OfferRankerError):
@@ -149,70 +145,3 @@ def read(path: Path) -> Bundle:
                   calibration=Calibration(tuple(calibration["x"]), tuple(calibration["y"])),
                   conversion=conversion, info=info, manifest=json.loads((path / "manifest.json").read_text()),
                   snapshot=snapshot if snapshot.exists() else None)
-
-
-def save(bundle: Bundle) -> str:
-    """Save ``bundle`` to the BentoML model store; returns its tag ``offer_ranker:<version>``."""
-    import bentoml
-
-    labels = {"engine": bundle.info["engine"], "objective": bundle.objective}
-    metadata = {k: bundle.info[k] for k in ("train_from", "train_until", "rows", "fingerprint") if k in bundle.info}
-    metadata |= {f"metric_{k}": v for k, v in bundle.info.get("metrics", {}).items()
-                 if isinstance(v, (int, float))}
-    with bentoml.models.create(MODEL_NAME, labels=labels, metadata=metadata) as model:
-        tag = str(model.tag)
-        bundle.info["tag"] = tag
-        bundle.write(Path(model.path))
-    return tag
-
-
-def load(tag: str = "latest") -> Bundle:
-    """Load a bundle from the BentoML model store by tag (``offer_ranker:<version>``, or a version)."""
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    if ":" not in tag:
-        tag = f"{MODEL_NAME}:{tag}"
-    try:
-        model = bentoml.models.get(tag)
-    except NotFound:
-        raise BundleError(f"model {tag} is not in the BentoML model store ({_store()}); "
-                          f"train one with `offer-ranker train` or list them with `offer-ranker models list`") from None
-    bundle = read(Path(model.path))
-    bundle.info["tag"] = str(model.tag)
-    return bundle
-
-
-def bentoml_path(tag: str) -> str:
-    """The directory of a saved bundle in the BentoML model store."""
-    import bentoml
-
-    return bentoml.models.get(tag).path
-
-
-def listing() -> list[dict[str, Any]]:
-    """The bundles in the model store, newest first, with their headline facts."""
-    import bentoml
-
-    rows = []
-    for model in sorted(bentoml.models.list(MODEL_NAME), key=lambda m: m.info.creation_time, reverse=True):
-        meta = dict(model.info.metadata)
-        rows.append({"tag": str(model.tag), "created": model.info.creation_time.strftime("%Y-%m-%d %H:%M"),
-                     **dict(model.info.labels), **meta})
-    return rows
-
-
-def versions() -> dict[str, str]:
-    found = {}
-    for package in PACKAGES:
-        try:
-            found[package] = version(package)
-        except Exception:  # noqa: BLE001 - an optional package may be absent
-            continue
-    return found
-
-
-def _store() -> str:
-    import os
-
-    return os.environ.get("BENTOML_HOME", "~/bentoml") + "/models"

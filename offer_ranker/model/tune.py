@@ -12,13 +12,13 @@ import time
 from typing import Any
 
 from offer_ranker.config import Config
+from offer_ranker.featurize.frame import ModelInputs
+from offer_ranker.model.fit import fit_ranker_for
 
 
-def tune(fit: Any, valid: Any, cfg: Config, params: dict[str, Any]) -> dict[str, Any]:
+def tune(fit: ModelInputs, valid: ModelInputs, cfg: Config, params: dict[str, Any]) -> dict[str, Any]:
     """Best parameters found, the number of trials run and pruned, and the best validation NDCG@3."""
     import optuna
-
-    from offer_ranker.model.train import fit_ranker_for
 
     optuna.logging.set_verbosity(logging.WARNING)
 

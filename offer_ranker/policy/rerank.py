@@ -17,9 +17,19 @@ the offline evaluation run exactly the same policy.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+
+def codes(values: Iterable[Any]) -> np.ndarray:
+    """Integer codes of names (categories, partners) for :func:`similarity` and the partner cap:
+    equal names get equal codes, None (or NaN) gets -1 (unknown: matches nothing)."""
+    index: dict[Any, int] = {}
+    return np.array([-1 if v is None or v != v else index.setdefault(v, len(index)) for v in values],
+                    dtype=np.int64)
 
 
 def eligible(age_hours: np.ndarray, hours_to_expiry: np.ndarray, user_conversions: np.ndarray) -> np.ndarray:

@@ -18,30 +18,29 @@ user's sessions are summed into one unit first (conversions per session is then 
 
 from __future__ import annotations
 
-import html
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
 from scipy import stats
 
 from offer_ranker.config import ABConfig, ConfigError
 from offer_ranker.errors import OfferRankerError
 from offer_ranker.io import staged_outputs
-from offer_ranker.production.logfiles import read_lines
+from offer_ranker.production.logs import read_records
+from offer_ranker.report import ci, num, render
+from offer_ranker.serve.prediction_log import FeedbackRecord, RankRecord
+from offer_ranker.stats.abtest import compare, entry, ratio, srm
 
 #: metric -> (numerator, denominator) of the per-unit sums
 METRICS = {"ctr": ("clicks", "impressions"), "conversions_per_session": ("conversions", "sessions"),
            "revenue_per_session": ("revenue", "sessions")}
 COUNTS = ("requests", "impressions", "clicks", "conversions", "revenue")
 MAX_LISTED = 200  # malformed lines listed one by one in the report; all of them are counted
-DEFAULT_ARM = "default"  # what the service logs without an experiment (and what older logs mean)
 
 
 @dataclass
@@ -61,13 +60,23 @@ class Logs:
 
 
 def read_logs(folder: Path) -> Logs:
-    """Every ``*.jsonl`` file under ``folder`` (recursively, in name order), parsed.
-
-    Malformed lines are skipped and kept with file and line number, records of other kinds are
-    counted, blank lines are ignored; a file that cannot be read is an :class:`OfferRankerError`.
-    """
+    """Every ``*.jsonl`` file under ``folder`` (recursively, in name order), parsed as
+    :func:`offer_ranker.production.logs.read_records` does: malformed lines are skipped and kept with
+    file and line number, records of other kinds are counted, blank lines are ignored; a file that
+    cannot be read is an :class:`OfferRankerError`."""
     logs = Logs()
-    logs.files, logs.malformed = read_lines(folder, lambda line: _parse(line, logs))
+
+    def rank(r: RankRecord) -> None:
+        ts = r.ts.replace(tzinfo=timezone.utc) if r.ts.tzinfo is None else r.ts  # naive = UTC
+        logs.ranks.append((r.request_id, r.user, ts.timestamp(), r.arm,
+                           math.nan if r.arm_share is None else r.arm_share, len(r.offers)))
+
+    def feedback(r: FeedbackRecord) -> None:
+        logs.feedback.append((r.request_id, r.event, r.value or 0.0, r.applied))
+
+    scan = read_records(folder, rank=rank, feedback=feedback)
+    logs.files, logs.other_kinds = scan.files, scan.other_kinds
+    logs.malformed = [(m.file, m.line, m.reason) for m in scan.malformed]
     return logs
 
 
@@ -92,13 +101,13 @@ def analyse(logs: Logs, cfg: ABConfig, *, source: str = "") -> dict[str, Any]:
     arms, estimates = {}, {}
     for a, arm in enumerate(names):
         in_arm, unit_in_arm, shares = s["arm"] == a, units["arm"] == a, s["shares"][a]
-        estimates[arm] = {m: (*_ratio(units[y][unit_in_arm], units[x][unit_in_arm]), int(unit_in_arm.sum()))
+        estimates[arm] = {m: (*ratio(units[y][unit_in_arm], units[x][unit_in_arm]), int(unit_in_arm.sum()))
                           for m, (y, x) in METRICS.items()}
         arms[arm] = {"users": int(np.unique(s["user"][in_arm]).size), "sessions": int(in_arm.sum()),
                      **{k: float(s[k][in_arm].sum()) for k in COUNTS},
                      # several shares: changed during the test (then no SRM test)
                      "arm_share": shares[0] if len(shares) == 1 else (shares or None),
-                     "metrics": {m: _entry(v, var, z) for m, (v, var, _) in estimates[arm].items()}}
+                     "metrics": {m: entry(v, var, z) for m, (v, var, _) in estimates[arm].items()}}
     ts = [r[2] for r in logs.ranks]
     return {
         "logs": source, "files": logs.files, "config": cfg.model_dump(), "control": control, "unit": cfg.unit,
@@ -108,9 +117,10 @@ def analyse(logs: Logs, cfg: ABConfig, *, source: str = "") -> dict[str, Any]:
         "malformed": {"count": len(logs.malformed),
                       "lines": [{"file": f, "line": n, "reason": r} for f, n, r in logs.malformed[:MAX_LISTED]]},
         "arms": arms,
-        "comparisons": {arm: {m: _compare(estimates[arm][m], estimates[control][m], z, z_power, cfg) for m in METRICS}
+        "comparisons": {arm: {m: compare(estimates[arm][m], estimates[control][m], z, z_power, alpha=cfg.alpha,
+                                         target_lift=cfg.target_lift) for m in METRICS}
                         for arm in names if arm != control},
-        "srm": _srm(arms, cfg.srm_alpha),
+        "srm": srm(arms, cfg.srm_alpha),
     }
 
 
@@ -121,51 +131,6 @@ def ab_report(logs_dir: Path, out: Path, cfg: ABConfig) -> dict[str, Any]:
         stage.path("ab_report.html").write_text(render_html(report))
         stage.write_json("ab_report.json", report)  # last: it marks a complete run
     return report
-
-
-class _Rank(BaseModel):
-    """The fields of a rank record the report uses (the others are ignored)."""
-
-    request_id: str = Field(min_length=1)
-    user: str = Field(min_length=1)
-    ts: datetime
-    offers: list[Any]
-    arm: str = Field(DEFAULT_ARM, min_length=1)
-    arm_share: float | None = Field(None, gt=0, le=1, strict=True)
-
-
-class _Feedback(BaseModel):
-    request_id: str = Field(min_length=1)
-    event: Literal["click", "conversion"]
-    applied: bool = Field(strict=True)
-    value: float | None = Field(None, strict=True, allow_inf_nan=False)
-
-
-def _parse(line: bytes, logs: Logs) -> str | None:
-    """Append the record on ``line`` to ``logs``; return why it is malformed, or None."""
-    try:
-        obj = json.loads(line)
-    except ValueError:  # includes bytes that are not UTF-8
-        return "not valid JSON" + ("" if line.endswith(b"\n") else " (a truncated last line?)")
-    kind = obj.get("kind") if isinstance(obj, dict) else None
-    if kind not in ("rank", "feedback"):
-        if isinstance(kind, str):
-            logs.other_kinds[kind] += 1  # a record kind added later is not an error
-            return None
-        return f"not a rank or feedback record, got {_short(obj)}"
-    try:
-        record = (_Rank if kind == "rank" else _Feedback).model_validate(obj)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        got = "missing" if err["type"] == "missing" else f"got {_short(err['input'])}"
-        return f"{kind}: {'.'.join(map(str, err['loc']))}: {err['msg']}, {got}"
-    if isinstance(record, _Feedback):
-        logs.feedback.append((record.request_id, record.event, record.value or 0.0, record.applied))
-    else:
-        ts = record.ts.replace(tzinfo=timezone.utc) if record.ts.tzinfo is None else record.ts  # naive = UTC
-        logs.ranks.append((record.request_id, record.user, ts.timestamp(), record.arm,
-                           math.nan if record.arm_share is None else record.arm_share, len(record.offers)))
-    return None
 
 
 def _sessions(logs: Logs, gap_seconds: float) -> dict[str, Any]:
@@ -224,46 +189,6 @@ def _units(s: dict[str, Any], unit: str) -> dict[str, np.ndarray]:
             **{k: np.bincount(unit_of, weights=s[k], minlength=m) for k in keys}}
 
 
-def _ratio(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
-    """sum(y) / sum(x) over n units and its delta-method variance (NaN when undefined)."""
-    n, total = y.size, x.sum()
-    if n == 0 or total <= 0:
-        return math.nan, math.nan
-    r = y.sum() / total
-    return float(r), float(np.var(y - r * x, ddof=1) / (n * (total / n) ** 2)) if n > 1 else math.nan
-
-
-def _compare(t: tuple[float, float, int], c: tuple[float, float, int], z: float, z_power: float,
-             cfg: ABConfig) -> dict[str, Any]:
-    """Arm ``t`` against the control ``c``, each ``(value, variance of the value, units)``."""
-    (mt, vt, nt), (mc, vc, nc) = t, c
-    diff, var = mt - mc, vt + vc
-    se = math.sqrt(var) if var >= 0 else math.nan
-    p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else math.nan
-    mde = (z + z_power) * se
-    # two equal arms with the per-unit variances seen (n v), to detect a difference of m_c * target_lift
-    needed = _div((z + z_power) ** 2 * (nc * vc + nt * vt), (cfg.target_lift * mc) ** 2)
-    return {"difference": _entry(diff, var, z) | {"p_value": _num(p)},
-            "relative": _entry(_div(mt, mc) - 1, _div(vt, mc**2) + _div(mt**2 * vc, mc**4), z),
-            "significant": bool(p < cfg.alpha), "mde": {"absolute": _num(mde), "relative": _num(_div(mde, mc))},
-            "required_per_arm": math.ceil(needed) if math.isfinite(needed) else None}
-
-
-def _srm(arms: dict[str, Any], srm_alpha: float) -> dict[str, Any]:
-    """Chi-square goodness of fit of users per arm against the logged shares."""
-    users, shares = {a: v["users"] for a, v in arms.items()}, {a: v["arm_share"] for a, v in arms.items()}
-    out = {"users": users, "shares": shares, "alpha": srm_alpha, "chi2": None, "p_value": None, "mismatch": False}
-    if len(arms) < 2 or not all(isinstance(s, float) for s in shares.values()):
-        return out | {"note": "not tested: needs two or more arms, each with one logged arm_share"}
-    total, share_sum = sum(users.values()), sum(shares.values())
-    expected = {a: total * shares[a] / share_sum for a in arms}  # an arm without traffic is not in the logs
-    chi2, p = stats.chisquare(list(users.values()), list(expected.values()))
-    out |= {"expected": expected, "chi2": float(chi2), "p_value": float(p), "mismatch": bool(p < srm_alpha)}
-    if abs(share_sum - 1) > 1e-6:
-        out["note"] = f"the logged shares of the arms seen sum to {share_sum:g}: an arm may have had no users"
-    return out
-
-
 def summary_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Metric x arm rows for the terminal: value [CI], difference and relative lift vs control, p."""
     rows = [[metric, *_row(report, metric, arm)[:5]] for metric in METRICS for arm in report["arms"]]
@@ -279,70 +204,57 @@ def srm_line(report: dict[str, Any]) -> str:
             f"below {srm['alpha']:g}); users " + ", ".join(f"{a} {n:,}" for a, n in srm["users"].items()))
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """A self-contained page: arms, a table per metric with CIs, SRM verdict, MDE and sample sizes."""
-    from offer_ranker.report import page, table
+def verdict(report: dict[str, Any]) -> dict[str, Any]:
+    """What the test says, in a few sentences: the sample-ratio check first (a mismatch voids the
+    lifts), then each arm's significant lifts against the control."""
+    if report["srm"]["mismatch"]:
+        return {"outcome": "bad", "lines": ["Do not trust the lifts: the users per arm do not match the configured "
+                                            "shares (" + srm_line(report) + ")."]}
+    lines, outcome = [], "mixed"
+    for arm, metrics in report["comparisons"].items():
+        found = [f"{m} {num(c['relative']['value'] * 100 if c['relative']['value'] is not None else None, 1)}% "
+                 f"(p = {num(c['difference']['p_value'], 2, significant=True)})"
+                 for m, c in metrics.items() if c["significant"]]
+        if found:
+            lines.append(f"{arm} differs from {report['control']} significantly in " + ", ".join(found) + ".")
+            ups = [c["difference"]["value"] > 0 for c in metrics.values() if c["significant"]]
+            outcome = "good" if all(ups) else "bad" if not any(ups) else "mixed"
+        else:
+            needed = [c["required_per_arm"] for c in metrics.values() if c["required_per_arm"]]
+            lines.append(f"{arm} cannot be told apart from {report['control']} on any metric yet"
+                         + (f"; about {max(needed):,} {report['unit']}s per arm detect a "
+                            f"{report['config']['target_lift']:+.0%} lift on every metric." if needed else "."))
+    return {"outcome": outcome, "lines": lines or ["Only one arm: nothing to compare."]}
 
-    cfg, arms, bad = report["config"], report["arms"], report["malformed"]
+
+def render_html(report: dict[str, Any]) -> str:
+    """A self-contained page: the verdict, arms, a table per metric with CIs, SRM, MDE and sample sizes."""
+    cfg, arms = report["config"], report["arms"]
     level = f"{1 - cfg['alpha']:.0%}"
     header = ["arm", f"value [{level} CI]", "difference", "relative lift", "p", "significant", "MDE", "MDE relative",
               f"{report['unit']}s per arm for {cfg['target_lift']:+.0%}"]
-    sections = [
-        f"<p class=note>Logs {html.escape(report['logs'])} ({len(report['files'])} files) from "
-        f"{report['period']['from']} to {report['period']['to']}; sessions end after {cfg['session_gap_minutes']:g} "
-        f"idle minutes; variances by {report['unit']}; {level} CIs; control arm <b>{html.escape(report['control'])}"
-        "</b>. No correction for several arms or metrics.</p>",
-        "<h2>Arms</h2>" + table(["arm", "logged share", "users", "sessions", *COUNTS], [
-            [n, a["arm_share"], a["users"], a["sessions"], *(f"{a[k]:,.6g}" for k in COUNTS)]
-            for n, a in arms.items()]),
-        f"<h2>Sample ratio</h2><p><span class={'miss' if report['srm']['mismatch'] else 'ok'}>"
-        f"{html.escape(srm_line(report))}</span></p>",
-        *(f"<h2>{m}</h2>" + table(header, [_row(report, m, arm) for arm in arms]) for m in METRICS),
-        f"<p class=note>MDE: the smallest true difference detected with power {cfg['power']:g} at alpha "
-        f"{cfg['alpha']:g} with the current samples.</p>",
-        "<h2>Records</h2>" + table(["records", "count"], [[k, str(v)] for k, v in report["records"].items()]),
-        f"<h2>Malformed lines: {bad['count']:,}</h2>"
-        + (table(["file", "line", "reason"], [list(m.values()) for m in bad["lines"]]) if bad["lines"] else "")]
-    return page("offer-ranker A/B report", sections)
+    return render("ab.html.j2", report=report, verdict=verdict(report), level=level, srm=srm_line(report),
+                  arm_rows=[[n, a["arm_share"], a["users"], a["sessions"], *(f"{a[k]:,.6g}" for k in COUNTS)]
+                            for n, a in arms.items()],
+                  counts=COUNTS, metric_tables=[(m, header, [_row(report, m, arm) for arm in arms]) for m in METRICS],
+                  records=[[k, str(v)] for k, v in report["records"].items()],
+                  malformed=[list(m.values()) for m in report["malformed"]["lines"]])
 
 
 def _row(report: dict[str, Any], metric: str, arm: str) -> list[str]:
     """arm, value [CI], difference [CI], relative [CI], p, significant, MDE, relative MDE, units needed."""
     c = report["comparisons"].get(arm, {}).get(metric)
-    value = _fmt(report["arms"][arm]["metrics"][metric])
+    value = _short_ci(report["arms"][arm]["metrics"][metric])
     if c is None:
         return [arm if arm == "control" else f"{arm} (control)", value] + [""] * 7
-    return [arm, value, _fmt(c["difference"]), _fmt(c["relative"], percent=True),
-            _fmt({"value": c["difference"]["p_value"]}), "yes" if c["significant"] else "no",
-            _fmt({"value": c["mde"]["absolute"]}), _fmt({"value": c["mde"]["relative"]}, percent=True),
+    return [arm, value, _short_ci(c["difference"]), _short_ci(c["relative"], as_percent=True),
+            _short_ci({"value": c["difference"]["p_value"]}), "yes" if c["significant"] else "no",
+            _short_ci({"value": c["mde"]["absolute"]}), _short_ci({"value": c["mde"]["relative"]}, as_percent=True),
             "-" if c["required_per_arm"] is None else f"{c['required_per_arm']:,}"]
 
 
-def _entry(value: float, var: float, z: float) -> dict[str, Any]:
-    se = math.sqrt(var) if var >= 0 else math.nan  # NaN >= 0 is False
-    return {"value": _num(value), "se": _num(se), "ci": [_num(value - z * se), _num(value + z * se)]}
-
-
-def _fmt(entry: dict[str, Any], *, percent: bool = False) -> str:
-    def one(v: float | None) -> str:
-        return "-" if v is None else f"{v:+.1%}" if percent else f"{v:.4g}"
-
-    ci = entry.get("ci")
-    return one(entry.get("value")) + (f" [{one(ci[0])}, {one(ci[1])}]" if ci and None not in ci else "")
-
-
-def _num(value: float) -> float | None:
-    """JSON has no NaN or infinity: undefined values are null."""
-    return float(value) if math.isfinite(value) else None
-
-
-def _div(a: float, b: float) -> float:
-    return a / b if b else math.nan
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _short_ci(entry: dict[str, Any], *, as_percent: bool = False) -> str:
+    return ci(entry, 4, significant=True, as_percent=as_percent)
 
 
 def _iso(seconds: float) -> str:

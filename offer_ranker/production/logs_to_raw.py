@@ -17,7 +17,6 @@ were shown; with ``serve.exploration = "epsilon"`` their propensities are exact.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,10 @@ from typing import Any
 import polars as pl
 
 from offer_ranker.errors import OfferRankerError
-from offer_ranker.features import IMPRESSION_PREFIX
+from offer_ranker.features import IMPRESSION_PREFIX, USER_PREFIX
 from offer_ranker.io import staged_outputs
-from offer_ranker.production.logfiles import read_lines
-
-_CONTEXT = ("device", "country", "surface")
-_USER_PREFIX = "user_x_"
+from offer_ranker.production.logs import read_records
+from offer_ranker.serve.prediction_log import LOGGED_CONTEXT, FeedbackRecord, RankRecord
 
 
 class LogError(OfferRankerError):
@@ -47,56 +44,47 @@ def logs_to_raw(logs: Path | str, offers: Path | str, out: Path | str) -> dict[s
     events: list[dict[str, Any]] = []
     users: dict[str, dict[str, Any]] = {}
 
-    def add(line: bytes) -> str | None:
-        try:
-            record = json.loads(line)
-            if record.get("kind") == "rank":
-                _rank(record, impressions, users)
-            elif record.get("kind") == "feedback" and record.get("applied"):
-                events.append({k: record[k] for k in ("request_id", "offer", "ts", "event")}
-                              | {"value": record.get("value")})
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-            return f"{type(exc).__name__}: {exc}"
-        return None
+    def feedback(record: FeedbackRecord) -> None:
+        if record.applied:
+            events.append({"request_id": record.request_id, "offer": record.offer, "ts": record.ts.isoformat(),
+                           "event": record.event, "value": record.value})
 
-    files, malformed = read_lines(logs, add)
+    scan = read_records(logs, rank=lambda record: _rank(record, impressions, users), feedback=feedback)
+    files, malformed = scan.files, scan.malformed
     if not impressions:
         raise LogError(f"{logs}: no rank records with shown offers in {len(files)} files")
-    feedback = pl.DataFrame(events, schema={"request_id": pl.String, "offer": pl.String, "ts": pl.String,
+    applied = pl.DataFrame(events, schema={"request_id": pl.String, "offer": pl.String, "ts": pl.String,
                                             "event": pl.String, "value": pl.Float64})
     with staged_outputs(out) as stage:
         pl.DataFrame(impressions, infer_schema_length=None).write_parquet(stage.path("impressions.parquet"))
         for event, name in (("click", "clicks"), ("conversion", "conversions")):
-            rows = feedback.filter(pl.col("event") == event).rename({"offer": "offer_id"})
+            rows = applied.filter(pl.col("event") == event).rename({"offer": "offer_id"})
             rows = rows.select("request_id", "offer_id", "ts", *(["value"] if event == "conversion" else []))
             rows.write_parquet(stage.path(f"{name}.parquet"))
         pl.DataFrame(list(users.values()), infer_schema_length=None).write_parquet(stage.path("users.parquet"))
         shutil.copyfile(offers, stage.path(f"offers{offers.suffix}"))
         report = {"files": len(files), "impressions": len(impressions), "users": len(users),
-                  "clicks": int((feedback["event"] == "click").sum()),
-                  "conversions": int((feedback["event"] == "conversion").sum()),
-                  "malformed": len(malformed),
-                  "malformed_lines": [f"{name}:{number}: {reason}" for name, number, reason in malformed[:20]]}
+                  "clicks": int((applied["event"] == "click").sum()),
+                  "conversions": int((applied["event"] == "conversion").sum()),
+                  "malformed": len(malformed), "malformed_lines": [str(m) for m in malformed[:20]]}
         stage.write_json("logs_to_raw.json", report)
     return report
 
 
-def _rank(record: dict[str, Any], impressions: list[dict[str, Any]], users: dict[str, dict[str, Any]]) -> None:
+def _rank(record: RankRecord, impressions: list[dict[str, Any]], users: dict[str, dict[str, Any]]) -> None:
     """Add one rank record's shown offers (and its user) to the tables."""
-    offers, positions, propensities = record["offers"], record["positions"], record["propensities"]
-    if not (len(offers) == len(positions) == len(propensities)):
-        raise ValueError("offers, positions and propensities differ in length")
-    features = record.get("features") or {}
-    context = record.get("context") or {}
-    user = str(record["user"])
-    row = {"request_id": str(record["request_id"]), "ts": str(record["ts"]), "user_id": user,
-           **{k: context.get(k) for k in _CONTEXT},
-           "policy": "explore" if record.get("explored") else "model", "arm": record.get("arm")}
+    features = record.features or {}
+    propensities = record.propensities or [None] * len(record.offers)
+    row = {"request_id": record.request_id, "ts": record.ts.isoformat(), "user_id": record.user,
+           **{k: record.context.get(k) for k in LOGGED_CONTEXT},
+           "policy": "explore" if record.explored else "model", "arm": record.arm}
     passthrough = {name.removeprefix(IMPRESSION_PREFIX): values for name, values in features.items()
                    if name.startswith(IMPRESSION_PREFIX)}
-    impressions.extend([row | {"offer_id": str(offer), "position": int(position), "propensity": float(propensity)}
+    impressions.extend([row | {"offer_id": offer, "position": position, "propensity": propensity}
                         | {raw: values[j] for raw, values in passthrough.items()}
-                        for j, (offer, position, propensity) in enumerate(zip(offers, positions, propensities))])
-    if user not in users:
-        users[user] = {"user_id": user} | {name.removeprefix(_USER_PREFIX): values[0] if values else None
-                                           for name, values in features.items() if name.startswith(_USER_PREFIX)}
+                        for j, (offer, position, propensity) in enumerate(zip(record.offers, record.positions,
+                                                                               propensities))])
+    if record.user not in users:
+        users[record.user] = {"user_id": record.user} | {name.removeprefix(USER_PREFIX): values[0] if values else None
+                                                         for name, values in features.items()
+                                                         if name.startswith(USER_PREFIX)}

@@ -15,8 +15,6 @@ and, for context, the shares of new users and of requests with unknown offers.
 
 from __future__ import annotations
 
-import html
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,19 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from offer_ranker.stats import drift
 from offer_ranker.config import MonitorConfig
 from offer_ranker.errors import OfferRankerError
 from offer_ranker.io import staged_outputs
-from offer_ranker.production.logfiles import LogFileError, read_lines
-from offer_ranker.report import img, page, table
+from offer_ranker.production.logs import LogFileError, read_records
+from offer_ranker.report import figure, pyplot
+from offer_ranker.report import render as render_page
+from offer_ranker.serve.prediction_log import RankRecord
+from offer_ranker.stats import drift
 
 if TYPE_CHECKING:
     from offer_ranker.model.bundle import Bundle
 
 MAX_LISTED = 50  # malformed lines listed one by one; all of them are counted
-_STATUS_HTML = {"pass": '<span class="ok">pass</span>', "fail": '<span class="miss">fail</span>',
-                "warn": '<span style="color:#a15c00;font-weight:600">warn</span>', "skip": '<span>skip</span>'}
 
 
 class MonitorError(OfferRankerError):
@@ -68,22 +66,21 @@ class Logs:
 
 
 def read_logs(folder: Path | str, *, version: str | None, numeric: set[str], categorical: set[str]) -> Logs:
-    """Parse every ``*.jsonl`` under ``folder`` (recursively, in name order).
+    """The rank records under ``folder``, read as :func:`offer_ranker.production.logs.read_records`
+    does (malformed lines skipped and listed as ``file:line: reason``).
 
     version : keep only the rank records of this ``model_version`` (None: all); all are counted
-    numeric, categorical : the features collected (the reference's); a record whose value of one has
-        the wrong type is malformed
-    Feedback records are counted and skipped; blank lines are ignored; malformed lines are skipped
-    and listed as ``file:line: reason``.
+    numeric, categorical : the features collected (the reference's); a value of the wrong type for
+        its feature (text for a numeric one, a number for a categorical one) counts as missing
     """
     folder = Path(folder)
     logs = Logs()
     try:
-        files, malformed = read_lines(folder, lambda line: _add(line, logs, version, numeric, categorical))
+        scan = read_records(folder, rank=lambda r: _add(r, logs, version, numeric, categorical))
     except LogFileError as exc:
         raise MonitorError(str(exc)) from None
-    logs.files = len(files)
-    logs.malformed = [f"{name}:{lineno}: {reason}" for name, lineno, reason in malformed]
+    logs.files, logs.feedback = len(scan.files), scan.feedback
+    logs.malformed = [str(m) for m in scan.malformed]
     if not logs.requests:
         others = ", ".join(f"{v} ({n:,})" for v, n in logs.versions.most_common(5))
         raise MonitorError(f"no rank records{' of ' + version if version else ''} in {folder}: " + (
@@ -92,70 +89,34 @@ def read_logs(folder: Path | str, *, version: str | None, numeric: set[str], cat
     return logs
 
 
-def _add(line: bytes, logs: Logs, version: str | None, numeric: set[str], categorical: set[str]) -> str | None:
-    """Add one line's rank record to ``logs``; the reason it is malformed, or None."""
-    try:
-        r = json.loads(line)
-    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
-        return f"not JSON ({getattr(exc, 'msg', exc)})"
-    if not isinstance(r, dict):
-        return "not a JSON object"
-    if r.get("kind") == "feedback":
-        logs.feedback += 1
-        return None
-    if r.get("kind") != "rank":
-        return f"kind must be 'rank' or 'feedback', got {r.get('kind')!r}"
-    try:
-        ts = datetime.fromisoformat(r["ts"])
-    except (KeyError, TypeError, ValueError):
-        return f"ts must be an ISO 8601 time, got {r.get('ts')!r}"
-    if ts.tzinfo is not None:  # the service logs naive UTC; an offset would not compare with it
-        ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
-    offers, positions, p_click = r.get("offers"), r.get("positions"), r.get("p_click")
-    if not (isinstance(offers, list) and isinstance(positions, list) and isinstance(p_click, list)
-            and len(offers) == len(positions) == len(p_click) and all(map(_number, p_click))):
-        return "offers, positions and p_click must be lists of the same length (p_click numbers)"
-    if not _number(r.get("latency_ms")) or not isinstance(r.get("model_version"), str):
-        return "latency_ms must be a number and model_version a string"
-    if not isinstance(r.get("fallback"), (str, type(None))):
-        return f"fallback must be a string or null, got {r['fallback']!r}"
-    features = r.get("features")
-    if features is not None:
-        if not isinstance(features, dict) or any(not isinstance(v, list) or len(v) != len(offers)
-                                                 for v in features.values()):
-            return "features must map each name to a list with one value per shown offer"
-        for name in numeric & features.keys():
-            if not all(v is None or _number(v) for v in features[name]):
-                return f"features.{name} must hold numbers or null"
-        for name in categorical & features.keys():
-            if not all(v is None or isinstance(v, str) for v in features[name]):
-                return f"features.{name} must hold strings or null"
-    logs.versions[r["model_version"]] += 1
-    if version is not None and r["model_version"] != version:
-        return None
+def _add(r: RankRecord, logs: Logs, version: str | None, numeric: set[str], categorical: set[str]) -> None:
+    """Add one rank record to ``logs`` (when it is of the monitored version)."""
+    logs.versions[r.model_version] += 1
+    if version is not None and r.model_version != version:
+        return
+    ts = r.ts if r.ts.tzinfo is None else r.ts.astimezone(timezone.utc).replace(tzinfo=None)
     logs.ts.append(ts)
-    logs.latency_ms.append(float(r["latency_ms"]))
-    logs.fallback.append(r["fallback"])
-    if isinstance(r.get("new_user"), bool):
-        logs.new_user.append(r["new_user"])
-    if isinstance(r.get("unknown_offers"), int) and isinstance(r.get("candidates"), int):
-        logs.unknown.append((r["unknown_offers"], r["candidates"]))
+    if r.latency_ms is not None:
+        logs.latency_ms.append(r.latency_ms)
+    logs.fallback.append(r.fallback)
+    if r.new_user is not None:
+        logs.new_user.append(r.new_user)
+    if r.unknown_offers is not None and r.candidates is not None:
+        logs.unknown.append((r.unknown_offers, r.candidates))
     # Drift compares with what the model chose on the reference data: an explored list (chosen at
     # random among new offers) or a fallback (no model) would show drift that is not there.
-    if r.get("explored") is True:
+    if r.explored:
         logs.explored += 1
-    elif r["fallback"] is None:
-        if features is not None:
+    elif r.fallback is None:
+        if r.features is not None:
             logs.with_features += 1
-            for name in (numeric | categorical) & features.keys():
-                logs.features.setdefault(name, []).extend(features[name])
+            for name in numeric & r.features.keys():
+                logs.features.setdefault(name, []).extend(v if isinstance(v, float) else None for v in r.features[name])
+            for name in categorical & r.features.keys():
+                logs.features.setdefault(name, []).extend(v if isinstance(v, str) else None for v in r.features[name])
         # the reference profiles p_click at the top slot, so only position 1 is comparable
-        logs.p_top.extend(p for p, pos in zip(p_click, positions) if pos == 1)
-    return None
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+        if r.p_click is not None:
+            logs.p_top.extend(p for p, pos in zip(r.p_click, r.positions) if pos == 1)
 
 
 def monitor(bundle: Bundle, logs: Path | str, out: Path | str, cfg: MonitorConfig | None = None) -> dict[str, Any]:
@@ -186,7 +147,9 @@ def check(bundle: Bundle, logs: Path | str, cfg: MonitorConfig | None = None) ->
 def summarize(logs: Logs, reference: dict[str, Any], cfg: MonitorConfig) -> dict[str, Any]:
     """The checks and figures of the report (everything but where the logs and model came from)."""
     n = logs.requests
-    latency = dict(zip(("p50", "p90", "p99"), (float(v) for v in np.percentile(logs.latency_ms, [50, 90, 99]))))
+    latency: dict[str, float | None] = dict.fromkeys(("p50", "p90", "p99"))
+    if logs.latency_ms:
+        latency = dict(zip(latency, (float(v) for v in np.percentile(logs.latency_ms, [50, 90, 99]))))
     reasons = Counter((f or "").split(":")[0] for f in logs.fallback if f is not None)
     fallback_share = sum(reasons.values()) / n
     unknown = np.array(logs.unknown, dtype=np.float64).reshape(-1, 2)
@@ -216,7 +179,7 @@ def summarize(logs: Logs, reference: dict[str, Any], cfg: MonitorConfig) -> dict
             ("fallbacks", "fallback share", fallback_share, cfg.max_fallback_share,
              ", ".join(f"{r} {c:,}" for r, c in reasons.most_common())),
             ("latency", "p99 latency_ms", latency["p99"], cfg.max_p99_latency_ms,
-             f"p50 {latency['p50']:.2f}, p90 {latency['p90']:.2f}"),
+             f"p50 {_show(latency['p50'])}, p90 {_show(latency['p90'])}"),
             ("unknown offers", "unknown offers per candidate", per_candidate, cfg.max_unknown_offer_share,
              "high: the online snapshot is stale")):
         status = "skip" if value is None else "fail" if value > limit else "pass"
@@ -225,9 +188,9 @@ def summarize(logs: Logs, reference: dict[str, Any], cfg: MonitorConfig) -> dict
         checks.append(_check("log", "malformed lines", len(logs.malformed), "0", "warn", logs.malformed[0]))
     alerts = [f"{c['group']}: {c['name']} = {_show(c['value'])} ({c['threshold']})"
               for c in checks if c["status"] == "fail"]
+    status = "fail" if alerts else "warn" if any(c["status"] == "warn" for c in checks) else "pass"
     return {
-        "status": "fail" if alerts else "warn" if any(c["status"] == "warn" for c in checks) else "pass",
-        "alerts": alerts, "checks": checks,
+        "status": status, "summary": _summary(status, checks, drift_rows), "alerts": alerts, "checks": checks,
         "records": {"monitored": n, "rank": sum(logs.versions.values()), "versions": dict(logs.versions),
                     "feedback": logs.feedback, "explored": logs.explored, "with_features": logs.with_features,
                     "files": logs.files},
@@ -245,6 +208,26 @@ def summarize(logs: Logs, reference: dict[str, Any], cfg: MonitorConfig) -> dict
     }
 
 
+def _summary(status: str, checks: list[dict[str, Any]], drift_rows: dict[str, Any]) -> dict[str, Any]:
+    """The verdict: how many inputs drifted, the worst first, and the other failed checks."""
+    judged = sorted(((name, d) for name, d in drift_rows.items() if d["status"] != "skip"), key=lambda x: -x[1]["psi"])
+    drifted = [name for name, d in judged if d["status"] == "fail"]
+    warned = [name for name, d in judged if d["status"] == "warn"]
+    other = [f"{c['name']} = {_show(c['value'])} ({c['threshold']})" for c in checks
+             if c["status"] == "fail" and c["group"] != "drift"]
+    words = {"fail": "Alert", "warn": "Warning", "pass": "All checks pass"}
+    text = f"{len(drifted)} of {len(judged)} inputs drifted (PSI at or above the alert threshold)"
+    if warned:
+        text += f", {len(warned)} more moved (warning)"
+    if judged:
+        text += "; worst: " + ", ".join(f"{name} {d['psi']:.3g}" for name, d in judged[:3])
+    if other:
+        text += ". Also failed: " + "; ".join(other)
+    return {"headline": f"{words[status]}: {text}.", "inputs": len(judged), "drifted": drifted, "warned": warned,
+            "other_failures": other, "worst": [{"name": name, "psi": d["psi"], "status": d["status"]}
+                                               for name, d in judged[:10]]}
+
+
 def _check(group: str, name: str, value: float | None, threshold: str, status: str, detail: str) -> dict[str, Any]:
     finite = value is not None and np.isfinite(value)
     return {"group": group, "name": name, "value": value if finite else None, "threshold": threshold,
@@ -256,78 +239,57 @@ def _show(value: float | int | None) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    """The self-contained ``monitor.html``: the checks, the PSI chart, volume, latency, fallbacks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    r, th, order = report["records"], report["thresholds"], ("fail", "warn", "pass", "skip")
-    sections = ["<style>td:last-child { text-align: left; }</style>"
-                f"<p class=note>Model <b>{html.escape(report['model'])}</b>: {r['monitored']:,} rank records monitored "
-                f"of {r['rank']:,} read ({'every version' if th['all_versions'] else 'this version only'}) in "
-                f"{r['files']} file(s) under {html.escape(report['logs'])}, {report['window']['from'][:19]} to "
-                f"{report['window']['to'][:19]}; {r['feedback']:,} feedback records skipped, "
-                f"{report['malformed']['count']:,} malformed lines. Overall: {_STATUS_HTML[report['status']]}.</p>"]
-    if report["alerts"]:
-        sections.append("<h2>Alerts</h2><ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in report["alerts"])
-                        + "</ul>")
-    # passing drift checks are summed up in one row here and listed one by one under Drift
-    checks = [c for c in report["checks"] if c["group"] != "drift" or c["status"] in ("fail", "warn")]
-    judged = [d["status"] for d in report["drift"].values() if d["status"] != "skip"]
-    checks.append({"group": "drift", "name": f"{judged.count('pass')} of {len(judged)} inputs pass", "value": None,
-                   "threshold": "", "status": min(judged or ["skip"], key=order.index), "detail": "listed under Drift"})
-    rows = [[f"{c['group']}: {c['name']}", _show(c["value"]), c["threshold"], _STATUS_HTML[c["status"]], c["detail"]]
-            for c in sorted(checks, key=lambda c: order.index(c["status"]))]
-    sections.append("<h2>Checks</h2>" + table(["check", "value", "threshold", "status", "detail"], rows))
-
+    """The self-contained ``monitor.html``: the verdict and the PSI chart first, then the other
+    checks, the drift table (worst first), volume, the service's figures and malformed lines."""
+    order = ("fail", "warn", "pass", "skip")
+    checks = sorted((c for c in report["checks"] if c["group"] != "drift"), key=lambda c: order.index(c["status"]))
     judged = sorted(((name, d) for name, d in report["drift"].items() if d["psi"] is not None),
                     key=lambda item: -item[1]["psi"])
-    if judged:
-        top = judged[:25]
-        colours = {"fail": "#b3261e", "warn": "#e0a100", "pass": "#4c9a5a", "skip": "#aaa"}
-        fig, ax = plt.subplots(figsize=(7.5, 0.24 * len(top) + 1))
-        # a log scale: PSI runs from 0.001 (stable) to 10 (a new level took over)
-        ax.barh([n for n, _ in top], [max(d["psi"], 1e-3) for _, d in top], left=1e-4,
-                color=[colours[d["status"]] for _, d in top])
-        ax.set_xscale("log")
-        for x, style in ((th["psi_warn"], ":"), (th["psi_alert"], "--")):
-            ax.axvline(x, color="k", ls=style, lw=1)
-        ax.set_xlabel("PSI against the training reference (dotted: warn, dashed: fail; grey: not judged)")
-        ax.invert_yaxis()
-        ax.tick_params(axis="y", labelsize=8)
-        rows = [[name, d["group"], _show(d["psi"]), f"{d['values']:,}", _STATUS_HTML[d["status"]]]
-                for name, d in judged]
-        sections.append(
-            "<h2>Drift</h2><p class=note>Model inputs of the shown offers (explored lists and fallbacks excluded) and "
-            "p_click at position 1, against the bundle's validation slice as the model would have shown it (its top "
-            f"{report['reference']['k']} of {report['reference']['requests']:,} requests). The {len(top)} largest of "
-            f"{len(judged)}:</p>" + img(fig, "PSI by feature")
-            + table(["input", "kind", "PSI", "values", "status"], rows))
-    hours = report["requests_per_hour"]
-    if len(hours) > 1:
-        fig, ax = plt.subplots(figsize=(7.5, 2.4))
-        ax.bar(range(len(hours)), list(hours.values()), color="#6a9fd4")
-        step = max(1, len(hours) // 8)
-        ax.set_xticks(range(0, len(hours), step), [h[5:13].replace("T", " ") + "h" for h in list(hours)[::step]],
-                      fontsize=8)
-        ax.set_ylabel("requests per hour")
-        sections.append("<h2>Volume</h2>" + img(fig, "requests per hour"))
-    lat, fb, unk = report["latency_ms"], report["fallbacks"], report["unknown_offers"]
-    facts = [["latency_ms p50 / p90 / p99", f"{lat['p50']:.2f} / {lat['p90']:.2f} / {lat['p99']:.2f}"],
+    lat, fb, unk, r = report["latency_ms"], report["fallbacks"], report["unknown_offers"], report["records"]
+    facts = [["latency_ms p50 / p90 / p99", " / ".join(_show(lat[q]) for q in ("p50", "p90", "p99"))],
              ["fallback share", f"{fb['share']:.2%}"],
              *[[f"fallback: {reason}", f"{count:,} requests"] for reason, count in fb["by_reason"].items()],
              ["new users (share of requests)", _pct(report["new_user_share"])],
              ["requests with unknown offers", _pct(unk["request_share"])],
              ["unknown offers per candidate", _pct(unk["per_candidate"])],
              ["explored requests (not in drift)", f"{r['explored']:,}"]]
-    sections.append("<h2>Service</h2>" + table(["figure", "value"], facts))
-    if report["malformed"]["count"]:
-        sections.append(f"<h2>Malformed lines</h2><p class=note>Skipped; the first {len(report['malformed']['lines'])}"
-                        f" of {report['malformed']['count']:,}:</p><ul>"
-                        + "".join(f"<li><code>{html.escape(m)}</code></li>" for m in report["malformed"]["lines"])
-                        + "</ul>")
-    return page("offer-ranker monitor", sections)
+    return render_page(
+        "monitor.html.j2", report=report,
+        psi_figure=_psi_figure(judged[:25], report["thresholds"]) if judged else None, shown=min(len(judged), 25),
+        check_rows=[[f"{c['group']}: {c['name']}", _show(c["value"]), c["threshold"],
+                     {"text": c["status"], "class": c["status"]}, c["detail"]] for c in checks],
+        drift_rows=[[name, d["group"], _show(d["psi"]), f"{d['values']:,}", {"text": d["status"], "class": d["status"]}]
+                    for name, d in judged],
+        volume_figure=_volume_figure(report["requests_per_hour"]), facts=facts)
+
+
+def _psi_figure(top: list[tuple[str, dict[str, Any]]], th: dict[str, Any]) -> dict[str, str]:
+    plt = pyplot()
+    colours = {"fail": "#b3261e", "warn": "#e0a100", "pass": "#4c9a5a", "skip": "#aaa"}
+    fig, ax = plt.subplots(figsize=(7.5, 0.24 * len(top) + 1))
+    # a log scale: PSI runs from 0.001 (stable) to 10 (a new level took over)
+    ax.barh([n for n, _ in top], [max(d["psi"], 1e-3) for _, d in top], left=1e-4,
+            color=[colours[d["status"]] for _, d in top])
+    ax.set_xscale("log")
+    for x, style in ((th["psi_warn"], ":"), (th["psi_alert"], "--")):
+        ax.axvline(x, color="k", ls=style, lw=1)
+    ax.set_xlabel("PSI against the training reference (dotted: warn, dashed: fail; grey: not judged)")
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=8)
+    return {"uri": figure(fig), "alt": "PSI by input, worst first"}
+
+
+def _volume_figure(hours: dict[str, int]) -> dict[str, str] | None:
+    if len(hours) < 2:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 2.4))
+    ax.bar(range(len(hours)), list(hours.values()), color="#6a9fd4")
+    step = max(1, len(hours) // 8)
+    ax.set_xticks(range(0, len(hours), step), [h[5:13].replace("T", " ") + "h" for h in list(hours)[::step]],
+                  fontsize=8)
+    ax.set_ylabel("requests per hour")
+    return {"uri": figure(fig), "alt": "requests per hour"}
 
 
 def _pct(value: float | None) -> str:

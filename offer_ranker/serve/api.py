@@ -15,6 +15,9 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints, WithJsonSchema,
                       field_validator)
 
+#: The arm of a service without an A/B test (and of logs written before arms existed).
+DEFAULT_ARM = "default"
+
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -100,7 +103,7 @@ class RankedOffer(BaseModel):
 class RankResponse(BaseModel):
     request_id: str
     model_version: str
-    arm: str = Field("default", description="the A/B arm the user is assigned to (serve.arms)")
+    arm: str = Field(DEFAULT_ARM, description="the A/B arm the user is assigned to (serve.arms)")
     offers: list[RankedOffer]
     fallback: str | None = Field(None, description="why the ranking came from priors instead of the model")
 

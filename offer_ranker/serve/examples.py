@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from offer_ranker.serve.prediction_log import LOGGED_CONTEXT
+
 
 def end_of_logs(features: Path) -> datetime:
     """The time of the last logged impression (the snapshot's state is as of then)."""
@@ -33,14 +35,15 @@ def sample_requests(features: Path, n: int, *, candidates: int = 20, k: int = 3,
     if len(live) < candidates:
         live = offers["offer_id"].to_numpy()
     users = pl.read_parquet(features / "snapshot" / "users.parquet", columns=["user_id"])["user_id"].to_numpy()
-    from offer_ranker.simulator import COUNTRIES, DEVICES, SURFACES
+    # the request context seen in the logs: the levels of the context features, in name order
+    levels = json.loads((features / "manifest.json").read_text())["categories"]
+    context = {key: sorted(levels.get(f"ctx_{key}", [])) for key in LOGGED_CONTEXT}
 
     bodies = []
     for i in range(n):
         user = f"new-{seed}-{i}" if rng.random() < new_users or not len(users) else str(rng.choice(users))
         chosen = rng.choice(live, size=min(candidates, len(live)), replace=False)
         bodies.append({"user_id": user, "ts": (start + i * spacing).isoformat(),
-                       "context": {"device": str(rng.choice(DEVICES)), "country": str(rng.choice(COUNTRIES)),
-                                   "surface": str(rng.choice(SURFACES))},
+                       "context": {key: str(rng.choice(values)) for key, values in context.items() if values},
                        "candidates": [{"offer_id": str(o)} for o in chosen], "k": k})
     return bodies

@@ -24,9 +24,9 @@ from itertools import accumulate
 
 from offer_ranker.serve.api import Feedback, FeedbackResponse, RankRequest, RankResponse
 from offer_ranker.config import ServeConfig
-from offer_ranker.serve.engine import Engine, PredictionLog, RankResult
-
-DEFAULT_ARM = "default"
+from offer_ranker.serve.api import DEFAULT_ARM
+from offer_ranker.serve.engine import Engine, RankResult
+from offer_ranker.serve.prediction_log import PredictionLog
 
 
 def assignment_point(user_id: str, salt: str) -> float:

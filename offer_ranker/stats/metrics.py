@@ -8,12 +8,32 @@ segment and bootstrap them.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 
 def request_index(groups: np.ndarray) -> np.ndarray:
     """The request number of every row."""
     return np.repeat(np.arange(len(groups)), groups)
+
+
+def request_starts(groups: np.ndarray) -> np.ndarray:
+    """The first row of every request: shape (n_requests,)."""
+    return np.concatenate([[0], np.cumsum(groups)[:-1]]).astype(np.int64)
+
+
+def request_rows(requests: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Row indexes of the given requests (with repeats), in order."""
+    sizes = np.asarray(groups)[requests]
+    offsets = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.repeat(request_starts(groups)[requests], sizes) + offsets
+
+
+def offer_hash(offer_ids: list[str] | np.ndarray) -> np.ndarray:
+    """A stable hash of each id (CRC-32): the tie-break of equal scores, so that no method gains
+    from the logged order."""
+    return np.array([zlib.crc32(str(o).encode()) for o in offer_ids], dtype=np.int64)
 
 
 def ranks(score: np.ndarray, groups: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
@@ -25,9 +45,8 @@ def ranks(score: np.ndarray, groups: np.ndarray, tiebreak: np.ndarray | None = N
     req = request_index(groups)
     keys = (np.arange(len(score)),) if tiebreak is None else (np.arange(len(score)), tiebreak)
     order = np.lexsort((*keys, -np.asarray(score, dtype=np.float64), req))
-    starts = np.concatenate([[0], np.cumsum(groups)[:-1]])
     out = np.empty(len(score), dtype=np.int64)
-    out[order] = np.arange(len(score)) - starts[req[order]] + 1
+    out[order] = np.arange(len(score)) - request_starts(groups)[req[order]] + 1
     return out
 
 
@@ -80,9 +99,13 @@ def auc(p: np.ndarray, y: np.ndarray) -> float:
     return float(roc_auc_score(y, p))
 
 
-def log_loss(p: np.ndarray, y: np.ndarray, eps: float = 1e-12) -> float:
-    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+def log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    """Mean negative log-likelihood of clicks ``y`` under probabilities ``p`` (NaN when empty)."""
+    from sklearn.metrics import log_loss as sklearn_log_loss
+
+    if len(p) == 0:
+        return float("nan")
+    return float(sklearn_log_loss(np.asarray(y), np.asarray(p, dtype=np.float64), labels=[0, 1]))
 
 
 def ece(p: np.ndarray, y: np.ndarray, bins: int = 20) -> float:
@@ -98,10 +121,12 @@ def ece(p: np.ndarray, y: np.ndarray, bins: int = 20) -> float:
 
 
 def reliability(p: np.ndarray, y: np.ndarray, bins: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """(mean predicted, observed rate) per equal-count bin: the points of a reliability diagram."""
-    order = np.argsort(p, kind="stable")
-    parts = np.array_split(order, min(bins, len(p)))
-    return np.array([p[i].mean() for i in parts]), np.array([y[i].mean() for i in parts])
+    """(mean predicted, observed rate) per quantile bin of ``p``: the points of a reliability diagram."""
+    from sklearn.calibration import calibration_curve
+
+    observed, predicted = calibration_curve(np.asarray(y), np.asarray(p, dtype=np.float64), n_bins=bins,
+                                            strategy="quantile")
+    return predicted, observed
 
 
 def gini(counts: np.ndarray) -> float:
@@ -128,3 +153,20 @@ def bootstrap_ci(values: np.ndarray, resamples: np.ndarray, weights: np.ndarray 
         stats = np.nansum(v, axis=1) / np.nansum(weights[resamples], axis=1)
     lo, hi = np.nanpercentile(stats, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return float(lo), float(hi)
+
+
+def percentile_ci(draws: np.ndarray | list[float], level: float = 0.95) -> list[float]:
+    """``[lo, hi]``: the central ``level`` interval of bootstrap draws of a statistic."""
+    lo, hi = np.nanpercentile(np.asarray(draws, dtype=np.float64), [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return [float(lo), float(hi)]
+
+
+def summary(values: np.ndarray, resamples: np.ndarray, weights: np.ndarray | None = None) -> dict[str, object]:
+    """``{"value", "ci", "n"}`` of per-request ``values``: their mean (or, with ``weights``, the ratio
+    of sums) and its request-bootstrap 95% interval; ``n`` counts the requests where it is defined."""
+    if weights is None:
+        value = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    else:
+        value = float(np.nansum(values) / np.nansum(weights))
+    lo, hi = bootstrap_ci(values, resamples, weights)
+    return {"value": value, "ci": [lo, hi], "n": int(np.isfinite(values).sum())}

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from offer_ranker.stats import drift
-from offer_ranker.model.bundle import load
+from offer_ranker.model.store import load
 from offer_ranker.cli import main
 from offer_ranker.config import Config, ConfigError, MonitorConfig, load_config
 from offer_ranker.featurize.frame import read_frame
@@ -165,8 +165,8 @@ def test_logs_from_the_training_distribution_raise_no_alert(fast: TrainResult, d
         "with_features": REQUESTS, "files": 2}
     lines = len(records) + 40
     n = lines - lines // 2 + 7  # lines of the second file before the malformed ones
-    assert report["malformed"]["lines"] == [f"sub/p1.jsonl:{n + 1}: not JSON (Expecting ':' delimiter)",
-                                            f"sub/p1.jsonl:{n + 2}: not a JSON object"]
+    assert report["malformed"]["lines"] == [f"sub/p1.jsonl:{n + 1}: not valid JSON",
+                                            f"sub/p1.jsonl:{n + 2}: not a rank or feedback record, got [1, 2]"]
     judged = {name: d for name, d in report["drift"].items() if d["status"] != "skip"}
     assert len(judged) > 40 and max(d["psi"] for d in judged.values()) < 0.25
     assert report["drift"]["p_click at position 1"]["psi"] < 0.1

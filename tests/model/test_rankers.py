@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from offer_ranker.model import bundle as bundles
+from offer_ranker.model import store
 from offer_ranker.featurize.build import build_features
 from offer_ranker.features import FEATURES
 from offer_ranker.featurize.frame import FeatureSpec, read_frame, read_manifest
@@ -57,14 +58,14 @@ def test_save_load_round_trip_gives_identical_scores(ranker, sample, tmp_path: P
 
 def test_bundle_in_the_model_store_round_trips(trained, sample) -> None:
     _, X = sample
-    loaded = bundles.load(trained.tag)
+    loaded = store.load(trained.tag)
     assert np.array_equal(loaded.score(X), trained.bundle.score(X))
     assert np.array_equal(loaded.p_click(X, 2.0), trained.bundle.p_click(X, 2.0))
     info = loaded.info
     for key in ("fingerprint", "train_until", "params", "metrics", "versions", "engine", "objective"):
         assert info[key], key
-    assert (Path(bundles.bentoml_path(trained.tag)) / "snapshot" / "snapshot.json").exists()
-    assert trained.tag in [row["tag"] for row in bundles.listing()]
+    assert (Path(store.bentoml_path(trained.tag)) / "snapshot" / "snapshot.json").exists()
+    assert trained.tag in [row["tag"] for row in store.listing()]
 
 
 def test_p_click_is_a_calibrated_probability(trained, sim: Path) -> None:

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from offer_ranker.serve import launch
-from offer_ranker.serve.engine import hash_user
+from offer_ranker.serve.prediction_log import hash_user
 from offer_ranker.model.train import TrainResult
 from tests.service.conftest import ARM_SALT, write_config
 

@@ -11,7 +11,8 @@ import pytest
 from offer_ranker.serve.api import Feedback, RankRequest
 from offer_ranker.config import ServeConfig
 from offer_ranker.serve.router import Router, assign
-from offer_ranker.serve.engine import Engine, PredictionLog
+from offer_ranker.serve.engine import Engine
+from offer_ranker.serve.prediction_log import PredictionLog
 
 
 def test_assignment_is_deterministic_and_follows_the_shares() -> None:
