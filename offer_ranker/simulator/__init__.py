@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 from offer_ranker.config import SimulateConfig
 from offer_ranker.console import Track, no_track
-from offer_ranker.io import staged_outputs
+from offer_ranker.io import Staging, staged_outputs
 
 US = 1_000_000  # all times are int64 microseconds since the epoch, naive UTC
 DAY = 86_400 * US
@@ -613,14 +613,25 @@ SCHEMAS = {
 }
 
 
-def _ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
-    """Vectorised ``f"{prefix}{n:0{width}d}"`` as a pyarrow string array."""
+def format_ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
+    """Vectorised ``f"{prefix}{n:0{width}d}"``: (N,) integers → (N,) pyarrow strings."""
     digits = pl.Series(numbers, dtype=pl.Int64).cast(pl.String).str.zfill(width)
     return pl.select(pl.concat_str(pl.lit(prefix), digits)).to_series().to_arrow().cast(pa.string())
 
 
-def _width(n: int, minimum: int) -> int:
+def id_width(n: int, minimum: int) -> int:
+    """Digits for the ids of ``n`` things numbered from 0: ``minimum``, or more if ``n`` needs them."""
     return max(minimum, len(str(max(n - 1, 0))))
+
+
+def user_ids(world: World) -> pa.Array:
+    """(U,) user ids by user index, as the logs write them (``u0000000``, …)."""
+    return format_ids("u", np.arange(world.n_users), id_width(world.n_users, 7))
+
+
+def offer_ids(world: World) -> pa.Array:
+    """(O,) offer ids by offer index, as the logs write them (``o00000``, …)."""
+    return format_ids("o", np.arange(world.n_offers), id_width(world.n_offers, 5))
 
 
 def _per_request(labels: np.ndarray, position: np.ndarray) -> pa.Array:
@@ -631,17 +642,23 @@ def _per_request(labels: np.ndarray, position: np.ndarray) -> pa.Array:
 
 
 def _strings(labels, codes: np.ndarray) -> pa.Array:
+    """(N,) codes → (N,) strings: ``labels[code]``."""
     return pa.array(labels, pa.string()).take(pa.array(codes.astype(np.int64)))
 
 
-class _LogWriter:
-    """Appends log chunks to the four per-impression Parquet files, ~ROW_GROUP rows a row group."""
+class LogWriter:
+    """Appends log chunks to the four per-impression Parquet files (:data:`SCHEMAS`) in ``stage``
+    (an :func:`~offer_ranker.io.staged_outputs` folder), ~ROW_GROUP rows a row group.
 
-    def __init__(self, world: World, stage) -> None:
+    Call :meth:`write` per chunk, then :meth:`flush` and :meth:`close`; :meth:`summary` gives
+    the counts and headline rates of what was written.
+    """
+
+    def __init__(self, world: World, stage: Staging) -> None:
         self.world = world
-        self.offer_ids = _ids("o", np.arange(world.n_offers), _width(world.n_offers, 5))
-        self.user_ids = _ids("u", np.arange(world.n_users), _width(world.n_users, 7))
-        self.request_width = _width(world.request_ts.size, 9)
+        self.offer_ids = offer_ids(world)
+        self.user_ids = user_ids(world)
+        self.request_width = id_width(world.request_ts.size, 9)
         self.writers = {name: pq.ParquetWriter(stage.path(f"{name}.parquet"), schema, compression="zstd")
                         for name, schema in SCHEMAS.items()}
         self.pending: dict[str, list[pa.Table]] = {name: [] for name in SCHEMAS}
@@ -651,7 +668,7 @@ class _LogWriter:
         if not log.offer.size:
             return
         lo, hi = int(log.request.min()), int(log.request.max())
-        rid = _ids("r", np.arange(lo, hi + 1), self.request_width).take(pa.array(log.request - lo))
+        rid = format_ids("r", np.arange(lo, hi + 1), self.request_width).take(pa.array(log.request - lo))
         oid = self.offer_ids.take(pa.array(log.offer))
         c, v = pa.array(log.click), pa.array(log.conversion)
         tables = {
@@ -721,15 +738,15 @@ def simulate(cfg: SimulateConfig, out: Path, *, track: Track = no_track) -> Simu
     world = World.from_config(cfg)
     out = Path(out)
     with staged_outputs(out) as stage:
-        writer = _LogWriter(world, stage)
+        writer = LogWriter(world, stage)
         try:
             for log in run_days(world, logging_policy(cfg.uniform_share, cfg.seed), seed=cfg.seed, track=track):
                 writer.write(log)
             writer.flush()
         finally:
             writer.close()
-        pq.write_table(_offers_table(world, writer.offer_ids), stage.path("offers.parquet"), compression="zstd")
-        pq.write_table(_users_table(world, writer.user_ids), stage.path("users.parquet"), compression="zstd")
+        pq.write_table(offers_table(world, writer.offer_ids), stage.path("offers.parquet"), compression="zstd")
+        pq.write_table(users_table(world, writer.user_ids), stage.path("users.parquet"), compression="zstd")
         counts, rates = writer.summary()
         report = {"config": cfg.model_dump(mode="json"), "counts": counts, "rates": rates}
         stage.write_json("simulation.json", report)  # last: it marks a complete run
@@ -738,7 +755,8 @@ def simulate(cfg: SimulateConfig, out: Path, *, track: Track = no_track) -> Simu
     return SimulationResult(out=out, paths=paths, seconds=time.perf_counter() - began, **counts)
 
 
-def _offers_table(world: World, offer_ids: pa.Array) -> pa.Table:
+def offers_table(world: World, offer_ids: pa.Array) -> pa.Table:
+    """The offers table of the raw logs: one row per offer, ``offer_ids`` by index."""
     return pa.table({
         "offer_id": offer_ids, "partner": _strings(world.partners, world.offer_partner),
         "category": _strings(world.categories, world.offer_category), "payout": world.payout,
@@ -748,7 +766,8 @@ def _offers_table(world: World, offer_ids: pa.Array) -> pa.Table:
     })
 
 
-def _users_table(world: World, user_ids: pa.Array) -> pa.Table:
+def users_table(world: World, user_ids: pa.Array) -> pa.Table:
+    """The users table of the raw logs: one row per user, ``user_ids`` by index."""
     return pa.table({
         "user_id": user_ids, "signup_ts": pa.array(world.user_signup, TS),
         "country": _strings(COUNTRIES, world.user_country), "plan": _strings(PLANS, world.user_plan),
