@@ -1,8 +1,9 @@
 """The offer catalogue: when and where each offer is live, and its latent and shown attributes.
 
-Offers live 3–21 days and start and expire throughout the period; each belongs to a partner and
-(mostly) that partner's category, and carries a payout, a price, a reward type, an optional
-minimum spend, a click quality and a separate conversion quality (:func:`build_offers`).
+Offers live 3–21 days and start and expire throughout the period (:func:`offer_windows`); each
+belongs to a partner and (mostly) that partner's category, and carries a payout, a price, a
+reward type, an optional minimum spend, a click quality and a separate conversion quality
+(:func:`build_offers`).
 """
 
 from __future__ import annotations
@@ -22,23 +23,25 @@ from offer_ranker.simulator.market import (
 from offer_ranker.simulator.streams import centred_effects
 
 
-def build_offers(cfg: SimulateConfig, start: int, rng: np.random.Generator, market: np.random.Generator) -> dict:
-    """The offer fields of :class:`~offer_ranker.simulator.world.World` (``offer_*``, ``payout``,
-    ``base_price``, …) and the per-category price, payout and conversion levels.
+def offer_windows(rng: np.random.Generator, n_offers: int, start: int,
+                  days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """When and where ``n_offers`` offers are live, over ``days`` days from ``start`` (µs).
 
-    ``rng`` draws the offers themselves; ``market`` the category and partner effects, shared by
-    every world built with the same seed.
+    Returns (O,) start and (O,) exclusive end in µs, and (O, len(COUNTRIES)) bool availability,
+    sorted by start (offer ids follow creation order). MAX_SLATE "lanes" of back-to-back offers
+    available everywhere guarantee ≥ MAX_SLATE eligible offers per country at every moment; the
+    others live 3–21 days each, overlapping the period, and are available in each country with
+    probability 0.6 (in at least one).
     """
-    K, O, P, days = cfg.categories, cfg.offers, cfg.partners, cfg.days
-    # MAX_SLATE "lanes" of back-to-back offers available everywhere guarantee ≥ 20 eligible offers
-    # per country at every moment; their lifetimes stretch only when offers are scarce.
-    span = days + 10  # a lane starts up to 10 days before the period and ends after it
-    per_lane = int(np.clip(round(span / 12), 1, max(1, O // (2 * MAX_SLATE))))
+    # A lane starts up to 10 days before the period and ends after it; its offers' lifetimes
+    # stretch only when offers are scarce.
+    span = days + 10
+    per_lane = int(np.clip(round(span / 12), 1, max(1, n_offers // (2 * MAX_SLATE))))
     w = rng.uniform(3, 21, (MAX_SLATE, per_lane))
     edges = np.cumsum(np.c_[-rng.uniform(0, 10, MAX_SLATE), span * w / w.sum(1, keepdims=True)], axis=1)
     edges = start + np.round(edges * DAY).astype(np.int64)  # integer edges: lanes have no gaps
     # The others: independent windows of 3–21 days, each overlapping the period.
-    life = rng.uniform(3, 21, O - edges[:, 1:].size)
+    life = rng.uniform(3, 21, n_offers - edges[:, 1:].size)
     first = -life + rng.random(life.size) * (days + life)
     begin = np.r_[edges[:, :-1].ravel(), start + np.round(first * DAY).astype(np.int64)]
     end = np.r_[edges[:, 1:].ravel(), start + np.round((first + life) * DAY).astype(np.int64)]
@@ -46,9 +49,19 @@ def build_offers(cfg: SimulateConfig, start: int, rng: np.random.Generator, mark
                       rng.random((life.size, len(COUNTRIES))) < 0.6]
     nowhere = np.flatnonzero(~available.any(1))
     available[nowhere, rng.integers(len(COUNTRIES), size=nowhere.size)] = True
-    by_start = np.argsort(begin, kind="stable")  # ids follow creation order
-    begin, end, available = begin[by_start], end[by_start], available[by_start]
+    by_start = np.argsort(begin, kind="stable")
+    return begin[by_start], end[by_start], available[by_start]
 
+
+def build_offers(cfg: SimulateConfig, start: int, rng: np.random.Generator, market: np.random.Generator) -> dict:
+    """The offer fields of :class:`~offer_ranker.simulator.world.World` (``offer_*``, ``payout``,
+    ``base_price``, …) and the per-category price, payout and conversion levels.
+
+    ``rng`` draws the offers themselves; ``market`` the category and partner effects, shared by
+    every world built with the same seed.
+    """
+    K, O, P = cfg.categories, cfg.offers, cfg.partners
+    begin, end, available = offer_windows(rng, O, start, cfg.days)
     partner_category = market.permutation(np.arange(P) % K)  # every category has partners
     category_quality, partner_quality = centred_effects(market, 0.2, K), centred_effects(market, 0.2, P)
     category_conversion = -1.75 + centred_effects(market, 0.3, K)
