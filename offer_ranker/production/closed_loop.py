@@ -97,9 +97,7 @@ def _engine_policy(engine: Any, k: int, heuristic: sim.Policy, user_ids: list[st
 
 def _ids(world: sim.World) -> tuple[list[str], list[str]]:
     """The user and offer ids by index, formatted as the simulator writes them."""
-    users = sim._ids("u", np.arange(world.n_users), sim._width(world.n_users, 7)).to_pylist()
-    offers = sim._ids("o", np.arange(world.n_offers), sim._width(world.n_offers, 5)).to_pylist()
-    return users, offers
+    return sim.user_ids(world).to_pylist(), sim.offer_ids(world).to_pylist()
 
 
 def _datetime(us: int) -> datetime:
@@ -177,7 +175,7 @@ class _ArmRun:
         folder = self.out / self.arm / f"round-{r}" / "logs"
         self._stage_cm = staged_outputs(folder)
         self._stage = self._stage_cm.__enter__()
-        self._writer = sim._LogWriter(self.world, self._stage)
+        self._writer = sim.LogWriter(self.world, self._stage)
         self.raw.append(folder)
 
     def _close_round(self) -> None:
@@ -185,8 +183,8 @@ class _ArmRun:
             return
         self._writer.flush()
         self._writer.close()
-        pq.write_table(sim._offers_table(self.world, self._writer.offer_ids), self._stage.path("offers.parquet"))
-        pq.write_table(sim._users_table(self.world, self._writer.user_ids), self._stage.path("users.parquet"))
+        pq.write_table(sim.offers_table(self.world, self._writer.offer_ids), self._stage.path("offers.parquet"))
+        pq.write_table(sim.users_table(self.world, self._writer.user_ids), self._stage.path("users.parquet"))
         self._stage_cm.__exit__(None, None, None)
         self._writer = None
 
