@@ -34,8 +34,8 @@ class SimulateConfig(_Strict):
     offers: int = Field(400, ge=40, le=1_000_000, description="distinct offers over the period")
     days: int = Field(14, ge=2, le=366, description="length of the logged period in days")
     seed: int = Field(0, ge=0, description="random seed; the same seed gives identical files")
-    partners: int = Field(30, ge=20, le=40)
-    categories: int = Field(12, ge=10, le=15)
+    partners: int = Field(30, ge=20, le=40, description="partners (advertisers) the offers belong to, 20-40")
+    categories: int = Field(12, ge=10, le=15, description="offer categories, 10-15")
     uniform_share: float = Field(
         0.1, ge=0.0, le=1.0, description="share of requests whose order is uniformly shuffled"
     )
@@ -60,14 +60,16 @@ class IngestConfig(_Strict):
     )
     compression: str = Field(
         "snappy", pattern="^(zstd|snappy|uncompressed)$",
-        description="Parquet compression of outputs (snappy writes about 2x faster than zstd)",
+        description="Parquet compression of the ingest outputs: zstd, snappy or uncompressed",
     )
 
 
 class FeaturesConfig(_Strict):
     """Point-in-time features (see ``offer_ranker.featurize.build`` and ``sql/features/``)."""
 
-    decay_hours: float = Field(24.0, gt=0, le=24 * 90, description="time constant of the 'recent' counts")
+    decay_hours: float = Field(
+        24.0, gt=0, le=24 * 90, description="time constant of the exponentially decayed 'recent' counts, in hours "
+        "(at most 90 days)")
     min_evidence: int = Field(
         20, ge=1, description="impressions (or clicks, for conversion rates) an offer or user needs "
         "before it takes part in fitting the empirical-Bayes priors",
@@ -76,10 +78,12 @@ class FeaturesConfig(_Strict):
     fallback_ctr: float = Field(0.02, gt=0, lt=1, description="prior click rate before any event is seen")
     fallback_cvr: float = Field(0.1, gt=0, lt=1, description="prior conversion rate before any click is seen")
     fallback_strength: float = Field(50.0, gt=0, description="prior weight (pseudo-impressions) before any event")
-    max_categories: int = Field(1000, ge=2, description="levels kept per categorical feature; the rest share one")
+    max_categories: int = Field(
+        1000, ge=2, description="most frequent levels kept per categorical feature; the rest share one level")
     memory_limit: str = Field(
         "6GB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$",
-        description="DuckDB memory limit for the feature build; beyond it, it spills to disk",
+        description="DuckDB memory limit for the feature build, e.g. '6GB' (MB, GB, MiB, GiB); beyond it, "
+        "DuckDB spills to disk",
     )
 
 
@@ -100,27 +104,26 @@ class TrainConfig(_Strict):
         "and probability calibration")
     rounds: int = Field(1000, ge=1, le=100_000, description="maximum boosting rounds")
     early_stopping: int = Field(
-        100, ge=1, description="rounds without validation improvement before stopping (NDCG@3 on sparse "
-        "clicks is noisy: 30 stopped the ranker after ~40 rounds and cost 4 points of efficiency)")
+        100, ge=1, description="boosting rounds without improvement of the validation metric (NDCG@3 for the "
+        "ranker, log loss for the classifiers) before training stops")
     score_model: Literal["auto", "ranker", "click_model"] = Field(
-        "click_model", description="which model orders the page for the clicks and conversions objectives. "
-        "On the simulator the pointwise click model at the top slot orders better than LambdaRank "
-        "(efficiency 0.85 vs 0.80-0.82), which learns only from the requests with a click; auto picks "
-        "the higher validation NDCG@3 of logged clicks, a position-biased proxy that preferred the ranker")
-    # Small trees, more of them: on the simulator (795k impressions) the click model's efficiency
-    # was 0.877 with 31 leaves at rate 0.1, 0.893 with 15 leaves at 0.05, 0.900 with 7 at 0.05.
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(7, ge=2, le=4096)
-    min_data_in_leaf: int = Field(200, ge=1)
-    max_bin: int = Field(63, ge=15, le=1023, description="histogram bins per numeric feature (63: as accurate "
-                         "as 255 on the simulator, 0.903 vs 0.901 efficiency, and fewer bins to scan)")
-    feature_fraction: float = Field(0.8, gt=0, le=1)
-    bagging_fraction: float = Field(0.8, gt=0, le=1)
-    lambda_l2: float = Field(1.0, ge=0)
-    threads: int = Field(2, ge=1, le=256)
-    seed: int = Field(0, ge=0)
+        "click_model", description="which model orders the page for the clicks and conversions objectives: "
+        "click_model (the calibrated click model at the top slot), ranker (LambdaRank), or auto (whichever has "
+        "the higher NDCG@3 of logged clicks on the validation slice)")
+    # Why these defaults (and the measurements behind them): docs/modeling.md, "Decisions and the
+    # evidence". XGBoost gets the same settings under its own names (offer_ranker/model/engines.py).
+    learning_rate: float = Field(0.05, gt=0, le=1, description="shrinkage per boosting round, in (0, 1]")
+    num_leaves: int = Field(7, ge=2, le=4096, description="most leaves per tree (XGBoost: max_leaves)")
+    min_data_in_leaf: int = Field(
+        200, ge=1, description="fewest training rows in a leaf (XGBoost: min_child_weight, scaled to hessian sums)")
+    max_bin: int = Field(63, ge=15, le=1023, description="histogram bins per numeric feature, 15-1023")
+    feature_fraction: float = Field(0.8, gt=0, le=1, description="share of the features sampled for each tree")
+    bagging_fraction: float = Field(0.8, gt=0, le=1, description="share of the rows sampled for each tree")
+    lambda_l2: float = Field(1.0, ge=0, description="L2 penalty on leaf values")
+    threads: int = Field(2, ge=1, le=256, description="threads used for training")
+    seed: int = Field(0, ge=0, description="random seed of training (row and feature sampling, tuning)")
     tune_trials: int = Field(0, ge=0, description="Optuna trials for the ranker (0 = no tuning)")
-    tune_seconds: float = Field(600.0, gt=0, description="time budget for tuning")
+    tune_seconds: float = Field(600.0, gt=0, description="time budget for tuning, in seconds")
 
     @field_validator("train_until")
     @classmethod
@@ -139,17 +142,18 @@ class EvaluateConfig(_Strict):
     bootstrap: int = Field(200, ge=10, le=10_000, description="bootstrap resamples (by request) for the CIs")
     new_offer_impressions: int = Field(
         100, ge=1, description="offers with fewer earlier impressions than this count as new")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="random seed of the bootstrap resamples")
 
 
 class ExplainConfig(_Strict):
     """The SHAP report (``offer-ranker explain``)."""
 
     rows: int = Field(2000, ge=50, le=1_000_000, description="impressions (whole requests) explained")
-    seconds: float = Field(60.0, gt=0, description="time budget of the SHAP computation; rows beyond it are dropped")
+    seconds: float = Field(
+        60.0, gt=0, description="time budget of the SHAP computation, in seconds; rows beyond it are dropped")
     dependence: int = Field(4, ge=1, le=12, description="top drivers that get a dependence plot")
     examples: int = Field(3, ge=1, le=20, description="worked examples")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="random seed of the sample of requests explained")
 
 
 class ArmConfig(_Strict):
@@ -166,7 +170,8 @@ class ServeConfig(_Strict):
     snapshot: Path | None = Field(
         None, description="online snapshot folder to serve instead of the one inside the bundle (a fresher one)")
     max_candidates: int = Field(100, ge=1, le=10_000, description="candidates a request may carry")
-    max_body_bytes: int = Field(1_000_000, ge=1_024, description="largest request body accepted")
+    max_body_bytes: int = Field(
+        1_000_000, ge=1_024, description="largest request body accepted, in bytes (larger bodies get a 413)")
     mmr_lambda: float = Field(
         0.9, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance order, 0 = most diverse")
     similarity_weights: tuple[float, float, float] = Field(
@@ -198,7 +203,7 @@ class ServeConfig(_Strict):
         "experiment-1", min_length=1, description="salt of the user -> arm hash; a new salt reshuffles the users")
     latency_fixes: bool = Field(
         True, description="cancel BentoML's per-request timers and freeze the loaded objects out of the garbage "
-                          "collector (see offer_ranker/asgi.py); off only to measure what they change")
+                          "collector (see offer_ranker/serve/asgi.py); off only to measure what they change")
 
     @field_validator("arms")
     @classmethod
@@ -223,11 +228,11 @@ class ABConfig(_Strict):
         None, description="the arm the others are compared with; default: 'control' if present, else the first "
         "arm in name order")
     session_gap_minutes: float = Field(
-        30.0, gt=0, le=24 * 60, description="a user's rank requests at most this far apart are one session")
+        30.0, gt=0, le=24 * 60, description="a user's rank requests at most this many minutes apart are one session")
     unit: Literal["session", "user"] = Field(
         "user", description="unit of the variance estimates: user (the randomisation unit: each user's sessions "
-        "summed first), or session (narrower intervals that are too narrow when users have several sessions: an "
-        "A/A test rejected 19% at alpha 5% with varied per-user click rates)")
+        "summed first), or session (sessions treated as independent, which understates the variance when users "
+        "have several sessions)")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="two-sided significance level; CIs are 1 - alpha")
     power: float = Field(0.8, gt=0, lt=1, description="power of the minimum detectable effect and the sample size")
     target_lift: float = Field(
@@ -253,7 +258,8 @@ class MonitorConfig(_Strict):
     psi_warn: float = Field(0.1, gt=0, description="PSI (of a model input or p_click) from which a drift check warns")
     psi_alert: float = Field(0.25, gt=0, description="PSI from which a drift check fails (the command exits with 1)")
     max_fallback_share: float = Field(0.01, ge=0, le=1, description="largest share of requests served by a fallback")
-    max_p99_latency_ms: float = Field(50.0, gt=0, description="largest 99th percentile of the logged latency_ms")
+    max_p99_latency_ms: float = Field(
+        50.0, gt=0, description="largest 99th percentile of the logged latency_ms, in milliseconds")
     max_unknown_offer_share: float = Field(
         0.05, ge=0, le=1, description="largest share of candidates the online snapshot does not know (it is stale)")
     min_requests: int = Field(
