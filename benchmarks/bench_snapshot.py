@@ -142,7 +142,7 @@ def _latency(store: OnlineStore, features: Path, n: int = 2000) -> dict[str, flo
     manifest = json.loads((features / "manifest.json").read_text())
     ts = pl.read_parquet(features / "train.parquet", columns=["ts"])["ts"].max() + timedelta(hours=1)
     offers = pl.read_parquet(features / "snapshot" / "offers.parquet", columns=["offer_id"])["offer_id"].to_list()
-    users = store._user_ids  # the 1M (tiled) ids
+    users = store.snapshot.user_ids  # the 1M (tiled) ids
     rng = np.random.default_rng(0)
     requests = [{"user_id": users[rng.integers(len(users))], "ts": ts,
                  "context": {"device": "ios", "country": "SE", "surface": "home"},

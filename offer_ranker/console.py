@@ -61,3 +61,23 @@ def summary(title: str, outputs: dict[str, Path], facts: dict[str, object] | Non
         err.print(f"  {name:<{width}}  {path}  ({_size(Path(path))})", highlight=False, soft_wrap=True)
     for key, value in (facts or {}).items():
         err.print(f"  {key}: {value}", highlight=False, soft_wrap=True)
+
+
+def table(header: list[str], rows: list[list[object]]) -> None:
+    """A table on stdout, never wrapped: every row stays on one line however narrow the terminal,
+    so lines can be grepped and cells copied."""
+    import sys
+
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(*header, box=None, show_edge=False, pad_edge=False, header_style="bold", highlight=False)
+    for row in rows:
+        t.add_row(*(Text(str(cell)) for cell in row))
+    width = Console(width=100_000).measure(t).maximum
+    Console(file=sys.stdout, width=width, highlight=False).print(t)
+
+
+def say(text: str) -> None:
+    """A line on stderr as it is: no markup, no wrapping (a printed command must stay copyable)."""
+    err.print(text, markup=False, highlight=False, soft_wrap=True)
