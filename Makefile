@@ -28,7 +28,7 @@ demo: install
 	$(BIN)/offer-ranker quickstart --out $(RUN)
 	$(MAKE) --no-print-directory serve
 
-# Serve the latest bundle in .bentoml with `bentoml serve` (bentofile.yaml -> offer_ranker/service.py).
+# Serve the latest bundle in .bentoml with `bentoml serve` (bentofile.yaml -> offer_ranker/serve/service.py).
 serve: install
 	$(BIN)/bentoml serve --port 3000
 

@@ -8,7 +8,7 @@ on loopback, all ranking the same 20-candidate requests with the same engine:
 * ``baseline``: bare Starlette + uvicorn (``benchmarks/baseline_app.py``);
 * ``bentoml``: ``bentoml serve offer_ranker.serve.service:OfferRanker``, as shipped;
 * ``bentoml_unfixed``: the same with ``serve.latency_fixes = false`` (BentoML's own per-request
-  timers left running and no ``gc.freeze``; see ``offer_ranker/asgi.py``).
+  timers left running and no ``gc.freeze``; see ``offer_ranker/serve/asgi.py``).
 
 Closed-loop load with ``wrk`` (``apt-get install wrk``) at each connection count, the servers
 interleaved so they share the machine's noise; a short warm-up precedes each measurement.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from offer_ranker.config import Config
 from offer_ranker.evaluation.explain_page import explain_page
@@ -40,9 +41,14 @@ def explain(bundle: Bundle, features: Path | str, out: Path | str, cfg: Config |
     truth = truth if truth is not None else find_truth(features)
     top = drivers(e.values, e.names, 15)
     points = np.abs(e.probability_values)
+    delta = expit(e.base + e.values.sum(axis=1) + e.slot) - expit(e.base)
     summary = {
         "model": bundle.version, "method": e.method, "rows": int(len(e.values)), "seconds": round(e.seconds, 2),
-        "base_value": e.base, "base_p_click": float(1 / (1 + np.exp(-e.base))),
+        "base_value": e.base, "base_p_click": float(expit(e.base)),
+        # in probability points each contribution lies in [-100, 100] and a row's add up to p - p(base)
+        "points": {"max_abs": float(points.max() * 100) if points.size else 0.0,
+                   "max_additivity_error": float(np.abs(e.probability_values.sum(axis=1) - delta).max() * 100)
+                   if len(delta) else 0.0},
         "drivers": [{"feature": n, "mean_abs_shap": v, "mean_abs_points": float(points[:, e.names.index(n)].mean() * 100),
                      "description": e.descriptions.get(n, n)} for n, v in top],
         "dependence": {n: dependence_sentence(e, n) for n, _ in top[: c.dependence]},

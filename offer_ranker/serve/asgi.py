@@ -42,7 +42,7 @@ def fix_timeout_middleware() -> None:
     if getattr(middleware, "_offer_ranker_fixed", False):
         return
     if not hasattr(middleware, "_set_timer_out"):
-        raise OfferRankerError("BentoML's TimeoutMiddleware changed: review offer_ranker/asgi.py for this version")
+        raise OfferRankerError("BentoML's TimeoutMiddleware changed: review offer_ranker/serve/asgi.py for this version")
 
     async def __call__(self: Any, scope: Scope, receive: Any, send: Any) -> None:  # noqa: N807
         if scope["type"] not in ("http", "websocket"):

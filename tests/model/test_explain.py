@@ -86,3 +86,20 @@ def test_report_renders_in_headless_chromium(report: tuple[Path, dict], tmp_path
     assert not console, console  # the page has no scripts: any console message is an error
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # not blank: text and plots drawn
+
+
+def test_contributions_in_points_are_bounded_and_add_up(report: tuple[Path, dict], trained: TrainResult,
+                                                        sim: Path) -> None:
+    """In probability points every contribution lies in [-100, 100] and a row's add up to its click
+    chance minus the base's; the sentences quote such points."""
+    _, summary = report
+    assert 0 < summary["points"]["max_abs"] <= 100 and summary["points"]["max_additivity_error"] < 1e-9
+    quoted = [float(x) for s in summary["dependence"].values() for x in re.findall(r"([+-]?\d+\.\d+) points", s)]
+    assert quoted and max(abs(x) for x in quoted) <= 100
+    b = trained.bundle
+    frame = read_frame(sim / "features", start=datetime.fromisoformat(b.info["train_until"]))
+    e = shap_values(b, sample_requests(frame, 400, seed=2), seconds=30)
+    raw = b.ctr.model.predict(with_position(e.X, 1.0), raw_score=True)
+    points = e.probability_values
+    assert np.abs(points).max() <= 1.0
+    assert np.allclose(points.sum(axis=1), 1 / (1 + np.exp(-raw)) - 1 / (1 + np.exp(-e.base)), atol=1e-12)

@@ -33,7 +33,8 @@ def test_invalid_flag_value_is_a_usage_error_quoting_it(tmp_path: Path) -> None:
     assert not (tmp_path / "raw").exists()
 
 
-def test_config_file_and_flags(tmp_path: Path) -> None:
+def test_config_file_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow terminal, or none: printed commands must not wrap
     config = tmp_path / "c.toml"
     config.write_text("[simulate]\nusers = 60\ndays = 2\noffers = 40\nseed = 3\n")
     result = CliRunner().invoke(main, ["quickstart", "--out", str(tmp_path / "run"), "--config", str(config),
@@ -46,3 +47,8 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
     assert str(tmp_path / "run" / "ingested" / "ingest_report.json") in result.output.replace("\n", "")
     assert (tmp_path / "run" / "features" / "train.parquet").exists()
     assert str(tmp_path / "run" / "features" / "manifest.json") in result.output.replace("\n", "")
+    # quickstart ends with commands to copy, each whole on its own line
+    request = tmp_path / "run" / "request.json"
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert f"offer-ranker rank --request {request}" in lines
+    assert f"curl -s -X POST localhost:3000/rank -H 'content-type: application/json' -d @{request}" in lines
