@@ -217,7 +217,9 @@ def test_errors_name_the_folder_and_the_fix(fast: TrainResult, tmp_path: Path) -
     (tmp_path / "empty").mkdir()
     with pytest.raises(MonitorError, match=f"no \\*.jsonl prediction logs under {tmp_path / 'empty'}"):
         monitor(b, tmp_path / "empty", tmp_path / "out")
-    only_feedback = _write(tmp_path / "feedback", [], ['{"kind": "feedback"}'])
+    only_feedback = _write(tmp_path / "feedback", [], [json.dumps(  # a valid feedback record, and nothing else
+        {"kind": "feedback", "ts": "2026-01-16T00:00:00", "request_id": "r1", "offer": "o1", "event": "click",
+         "applied": True})])
     with pytest.raises(MonitorError, match=f"no rank records of {b.version} in {only_feedback}: 1 feedback"):
         monitor(b, only_feedback, tmp_path / "out")
     older = _write(tmp_path / "older", [_fallback(b, 0) | {"model_version": "offer_ranker:older"}])
