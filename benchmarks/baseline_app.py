@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from offer_ranker.serve.api import RankRequest, RequestError
 from offer_ranker.config import serve_config_from_env
+from offer_ranker.serve.api import RankRequest, RequestError
 from offer_ranker.serve.router import Router
 
 state: dict[str, Router] = {}

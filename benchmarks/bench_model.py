@@ -47,16 +47,14 @@ def main() -> None:
 
 def run(tmp: Path, impressions: int, engines: list[str], split_share: float = 0.8) -> dict:
     import lightgbm as lgb
-    import numpy as np
-    import polars as pl
 
-    from offer_ranker.featurize.build import build_features
-    from offer_ranker.model.store import load
     from offer_ranker.config import Config
     from offer_ranker.evaluation.evaluate import evaluate
+    from offer_ranker.featurize.build import build_features
     from offer_ranker.featurize.frame import FeatureSpec, read_frame, read_manifest, with_position
-    from offer_ranker.simulator import simulate, users_for_impressions
+    from offer_ranker.model.store import load
     from offer_ranker.model.train import split_times, train
+    from offer_ranker.simulator import simulate, users_for_impressions
 
     base = Config.model_validate({"simulate": {"users": users_for_impressions(impressions)},
                                   "train": {"split_share": split_share}})

@@ -59,11 +59,11 @@ def main() -> None:
 def prepare(tmp: Path, users: int) -> tuple[str, Path, Path]:
     """Simulated logs → features → a trained bundle; returns its tag and two wrk scripts of the
     same requests: plain, and with ``"explain": true`` (per-request reasons)."""
-    from offer_ranker.featurize.build import build_features
     from offer_ranker.config import Config
+    from offer_ranker.featurize.build import build_features
+    from offer_ranker.model.train import train
     from offer_ranker.serve.examples import sample_requests
     from offer_ranker.simulator import simulate
-    from offer_ranker.model.train import train
 
     cfg = Config.model_validate({"simulate": {"users": users, "days": 7}})
     simulate(cfg.simulate, tmp / "raw")

@@ -36,8 +36,8 @@ import polars as pl
 import pyarrow
 import pyarrow.parquet as pq
 
-from offer_ranker.featurize.build import SNAPSHOT_TABLES, build_features
 from offer_ranker.config import SimulateConfig
+from offer_ranker.featurize.build import SNAPSHOT_TABLES, build_features
 from offer_ranker.featurize.online import OnlineStore
 from offer_ranker.simulator import simulate
 

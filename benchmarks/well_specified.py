@@ -34,9 +34,9 @@ NUMERIC = ["log_price", "min_spend", "fatigue", "clicked_before", "converted_bef
 def reference(features: Path, truth: Path, until: datetime) -> dict[str, float]:
     """Efficiency (all requests, new users) and AUC of the well-specified model trained before
     ``until``, on the impressions from ``until`` on, measured like ``offer-ranker evaluate``."""
-    from offer_ranker.stats import metrics as M
     from offer_ranker.featurize.frame import group_sizes
     from offer_ranker.simulator import examination
+    from offer_ranker.stats import metrics as M
 
     test, top, logged = scores(features, until)
     p_attract = test.join(pl.read_parquet(truth, columns=["request_id", "offer_id", "p_attract"]),
@@ -44,7 +44,7 @@ def reference(features: Path, truth: Path, until: datetime) -> dict[str, float]:
     groups, exam = group_sizes(test["request_id"]), examination(np.arange(1, 11))
     mine = M.dcg_per_request(M.ranks(top, groups), p_attract, groups, 3, discount=exam)
     best = M.dcg_per_request(M.ranks(p_attract, groups), p_attract, groups, 3, discount=exam)
-    new = test["user_is_new"].to_numpy()[np.concatenate([[0], np.cumsum(groups)[:-1]])] > 0.5
+    new = test["user_is_new"].to_numpy()[M.request_starts(groups)] > 0.5
     return {"efficiency": float(mine.sum() / best.sum()), "efficiency_new_users": float(mine[new].sum() / best[new].sum()),
             "auc": M.auc(logged, (test["label"] >= 1).to_numpy().astype(float))}
 

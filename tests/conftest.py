@@ -16,10 +16,10 @@ from pathlib import Path  # noqa: E402 - after the environment BentoML reads
 
 import pytest  # noqa: E402
 
-from offer_ranker.featurize.build import build_features  # noqa: E402
 from offer_ranker.config import Config  # noqa: E402
-from offer_ranker.simulator import simulate  # noqa: E402
+from offer_ranker.featurize.build import build_features  # noqa: E402
 from offer_ranker.model.train import TrainResult, train  # noqa: E402
+from offer_ranker.simulator import simulate  # noqa: E402
 
 #: Small and quick: a small simulation, and early stopping after 20 rounds without improvement.
 CFG = Config.model_validate({"simulate": {"users": 6000, "seed": 3},

@@ -11,9 +11,18 @@ import click
 
 from offer_ranker import console
 from offer_ranker.cli import steps
-from offer_ranker.cli.options import (ExistingDir, config, config_option, errors_as_messages,
-                                      features_option, judge_options, out_option, simulate_options, time_option,
-                                      truth_option)
+from offer_ranker.cli.options import (
+    ExistingDir,
+    config,
+    config_option,
+    errors_as_messages,
+    features_option,
+    judge_options,
+    out_option,
+    simulate_options,
+    time_option,
+    truth_option,
+)
 
 
 @click.command()

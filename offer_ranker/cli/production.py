@@ -10,8 +10,17 @@ from typing import Any
 import click
 
 from offer_ranker import console
-from offer_ranker.cli.options import (ExistingFile, config, config_option, errors_as_messages, logs_option,
-                                      model_option, out_option, seed_option, users_option)
+from offer_ranker.cli.options import (
+    ExistingFile,
+    config,
+    config_option,
+    errors_as_messages,
+    logs_option,
+    model_option,
+    out_option,
+    seed_option,
+    users_option,
+)
 
 
 @click.command()

@@ -26,9 +26,9 @@ import duckdb
 from offer_ranker import sqlfiles as sql
 from offer_ranker.config import IngestConfig
 from offer_ranker.console import Track, no_track
+from offer_ranker.data.schema import IMPRESSIONS, TABLES, Table
 from offer_ranker.errors import OfferRankerError
 from offer_ranker.io import staged_outputs
-from offer_ranker.data.schema import IMPRESSIONS, TABLES, Table
 
 #: Why a row was quarantined, in plain words (the report repeats these).
 REASONS = {

@@ -18,8 +18,15 @@ from scipy.special import expit
 
 from offer_ranker.config import Config
 from offer_ranker.evaluation.explain_page import explain_page
-from offer_ranker.evaluation.explanation import (business_summary, dependence_sentence, drivers, sample_requests,
-                                                 segment_drivers, shap_values, worked_examples)
+from offer_ranker.evaluation.explanation import (
+    business_summary,
+    dependence_sentence,
+    drivers,
+    sample_requests,
+    segment_drivers,
+    shap_values,
+    worked_examples,
+)
 from offer_ranker.evaluation.testset import find_truth
 from offer_ranker.featurize.frame import FrameError, read_frame
 from offer_ranker.io import staged_outputs

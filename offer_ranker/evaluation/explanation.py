@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,8 @@ import polars as pl
 
 from offer_ranker.config import Config
 from offer_ranker.evaluation import off_policy
-from offer_ranker.evaluation.testset import find_truth, load_test
-from offer_ranker.featurize.frame import FrameError, group_sizes, read_frame, with_position
-from offer_ranker.io import staged_outputs
+from offer_ranker.evaluation.testset import load_test
+from offer_ranker.featurize.frame import group_sizes, with_position
 from offer_ranker.model.bundle import Bundle
 from offer_ranker.stats import metrics as M
 from offer_ranker.stats.attribution import probability_points

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from offer_ranker.policy import rerank
-from offer_ranker.model.bundle import Bundle
 from offer_ranker.config import Config
 from offer_ranker.evaluation.testset import TestSet
+from offer_ranker.model.bundle import Bundle
+from offer_ranker.policy import rerank
 from offer_ranker.policy.priors import ColdStartPrior
 from offer_ranker.stats.metrics import request_starts
 

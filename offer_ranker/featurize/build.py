@@ -16,8 +16,8 @@ Outputs in ``out``::
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timedelta
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,11 @@ import duckdb
 from offer_ranker import sqlfiles as sql
 from offer_ranker.config import Config
 from offer_ranker.console import Track, no_track
+from offer_ranker.data.ingest import ingest
+from offer_ranker.data.schema import BY_NAME as TABLES
 from offer_ranker.errors import OfferRankerError
 from offer_ranker.features import FEATURES, Feature, crosses, passthrough
-from offer_ranker.data.ingest import ingest
 from offer_ranker.io import staged_outputs
-from offer_ranker.data.schema import BY_NAME as TABLES
 
 #: Feature groups in dependency order (user_category and listwise read earlier groups).
 GROUPS = ("offer_history", "user_history", "user_category", "user_partner", "user_offer",

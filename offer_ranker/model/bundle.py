@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from offer_ranker.model.engines import Booster
 from offer_ranker.errors import OfferRankerError
 from offer_ranker.featurize.frame import FeatureSpec, with_position
+from offer_ranker.model.engines import Booster
 
 _EXT = {"lightgbm": "txt", "xgboost": "json"}
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from offer_ranker.stats.metrics import request_starts
+
 ENGINES = ("lightgbm", "xgboost")
 
 
@@ -165,8 +167,7 @@ def _xgb_fit(train: RankData, valid: RankData, extra: dict[str, Any], kind: str,
         if ranking:
             m.set_group(d.groups)
             if d.weight is not None:  # XGBoost ranking weights are per group: the mean of its rows
-                starts = np.concatenate([[0], np.cumsum(d.groups)[:-1]])
-                m.set_weight(np.add.reduceat(d.weight, starts) / d.groups)
+                m.set_weight(np.add.reduceat(d.weight, request_starts(d.groups)) / d.groups)
         return m
 
     params = _lgb_to_xgb(extra) | {k: v for k, v in extra.items() if k in (

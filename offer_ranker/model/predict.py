@@ -7,9 +7,9 @@ from pathlib import Path
 
 import polars as pl
 
-from offer_ranker.model.bundle import Bundle
 from offer_ranker.featurize.frame import read_frame
 from offer_ranker.io import staged_outputs
+from offer_ranker.model.bundle import Bundle
 
 
 def score_frame(bundle: Bundle, frame: pl.DataFrame) -> pl.DataFrame:

@@ -19,8 +19,15 @@ import polars as pl
 
 from offer_ranker.config import Config
 from offer_ranker.console import Track, no_track
-from offer_ranker.featurize.frame import (FeatureSpec, FrameError, ModelInputs, default_split, read_frame,
-                                          read_manifest, with_position)
+from offer_ranker.featurize.frame import (
+    FeatureSpec,
+    FrameError,
+    ModelInputs,
+    default_split,
+    read_frame,
+    read_manifest,
+    with_position,
+)
 from offer_ranker.model import fit as fitting
 from offer_ranker.model import store
 from offer_ranker.model.bundle import Bundle

@@ -33,11 +33,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from offer_ranker import simulator as sim
-from offer_ranker.serve.api import RankRequest
 from offer_ranker.config import Config, ServeConfig
 from offer_ranker.console import Track, no_track
-from offer_ranker.io import staged_outputs
 from offer_ranker.featurize.online import Event
+from offer_ranker.io import staged_outputs
+from offer_ranker.serve.api import RankRequest
 
 ARMS = ("logging", "model", "explore")
 

@@ -12,8 +12,16 @@ import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints, WithJsonSchema,
-                      field_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 #: The arm of a service without an A/B test (and of logs written before arms existed).
 DEFAULT_ARM = "default"

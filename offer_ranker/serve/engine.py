@@ -33,8 +33,16 @@ from offer_ranker.model.bundle import Bundle
 from offer_ranker.policy.page import choose_page
 from offer_ranker.policy.priors import ColdStartPrior
 from offer_ranker.serve import scoring
-from offer_ranker.serve.api import (DEFAULT_ARM, Feedback, FeedbackResponse, RankedOffer, RankRequest, RankResponse,
-                                    RequestError, check_limits)
+from offer_ranker.serve.api import (
+    DEFAULT_ARM,
+    Feedback,
+    FeedbackResponse,
+    RankedOffer,
+    RankRequest,
+    RankResponse,
+    RequestError,
+    check_limits,
+)
 from offer_ranker.serve.prediction_log import LOGGED_CONTEXT, FeedbackRecord, PredictionLog, RankRecord, hash_user
 from offer_ranker.serve.served import Served, ServedRequests
 from offer_ranker.stats.metrics import offer_hash

@@ -22,9 +22,8 @@ import hashlib
 from bisect import bisect_right
 from itertools import accumulate
 
-from offer_ranker.serve.api import Feedback, FeedbackResponse, RankRequest, RankResponse
 from offer_ranker.config import ServeConfig
-from offer_ranker.serve.api import DEFAULT_ARM
+from offer_ranker.serve.api import DEFAULT_ARM, Feedback, FeedbackResponse, RankRequest, RankResponse
 from offer_ranker.serve.engine import Engine, RankResult
 from offer_ranker.serve.prediction_log import PredictionLog
 

@@ -20,9 +20,9 @@ from typing import Any
 import bentoml
 from starlette.responses import Response
 
+from offer_ranker.config import serve_config_from_env
 from offer_ranker.serve import asgi
 from offer_ranker.serve.api import Feedback, FeedbackResponse, RankRequest, RankResponse, RequestError
-from offer_ranker.config import serve_config_from_env
 from offer_ranker.serve.router import Router
 
 log = logging.getLogger("offer_ranker.serve.service")

@@ -17,13 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import numpy as np
+from scipy.special import expit
 
 from offer_ranker.console import Track, no_track
 from offer_ranker.simulator import streams
 from offer_ranker.simulator.eligibility import Batch, candidates
 from offer_ranker.simulator.market import DAY, US
 from offer_ranker.simulator.policy import Policy, PolicyForDay, Slate
-from offer_ranker.simulator.truth import History, attraction_logit, conversion_probability, examination, sigmoid
+from offer_ranker.simulator.truth import History, attraction_logit, conversion_probability, examination
 from offer_ranker.simulator.world import World
 
 WINDOW = 1024  # requests per chunk (≈ 15 000 impressions): bounds memory whatever the traffic
@@ -60,7 +61,7 @@ def _outcomes(world: World, b: Batch, slate: Slate, history: History, rng: np.ra
     user, offer, ts, position = b.user[r], b.offer[r, s], b.ts[r], slate.position[r, s]
     logit = attraction_logit(world, user, offer, ts, b.device[r], b.surface[r], b.price[r, s],
                              history.effect(user, offer, ts))
-    p_attract = sigmoid(logit)
+    p_attract = expit(logit)
     p_click = examination(position) * p_attract
     p_convert = conversion_probability(world, user, offer)
     click = rng.random(r.size) < p_click

@@ -1,7 +1,7 @@
 """The ground truth: how likely a user is to look at, click and convert on an offer.
 
 A click needs examination (position bias only, :func:`examination`) and attraction (everything
-else, :func:`attraction_logit`): P(click) = examination(position) · sigmoid(attraction logit).
+else, :func:`attraction_logit`): P(click) = examination(position) · expit(attraction logit).
 A conversion follows a click with :func:`conversion_probability`. :class:`History` carries what
 each user did with each offer so far (fatigue from unclicked impressions, interest after a
 click, aversion after a conversion), the one term that depends on the past. All functions are
@@ -11,6 +11,7 @@ vectorised over impressions.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 
 from offer_ranker.simulator.market import PLAN_CONVERSION, SURFACE_EFFECT, US
 from offer_ranker.simulator.world import World
@@ -46,12 +47,7 @@ def conversion_probability(world: World, user, offer) -> np.ndarray:
     logit = (world.category_conversion[cat] + world.offer_conversion[offer]
              + PLAN_CONVERSION[world.user_plan[user]]
              + PAYOUT_EFFECT * np.log(world.payout[offer] / world.category_payout[cat]))
-    return sigmoid(logit)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """The logistic function, elementwise: logits → probabilities."""
-    return 1.0 / (1.0 + np.exp(-x))
+    return expit(logit)
 
 
 class History:

@@ -13,10 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from offer_ranker.featurize.build import ID_COLUMNS, build_features
 from offer_ranker.config import Config, SimulateConfig
 from offer_ranker.features import FEATURES
-from offer_ranker.data.ingest import ingest
+from offer_ranker.featurize.build import ID_COLUMNS, build_features
 from offer_ranker.simulator import simulate
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from offer_ranker.featurize.build import build_features
 from offer_ranker.config import SimulateConfig
 from offer_ranker.data.ingest import ingest
+from offer_ranker.featurize.build import build_features
 from offer_ranker.featurize.online import Event, OnlineStore
 from offer_ranker.simulator import simulate
 

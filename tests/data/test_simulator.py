@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from offer_ranker.data import schema
 from offer_ranker.config import SimulateConfig
+from offer_ranker.data import schema
 from offer_ranker.simulator import (
-    COUNTRIES,
     CONVERTED,
+    COUNTRIES,
     DEVICES,
     FATIGUE,
     FATIGUE_CAP,

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from offer_ranker.featurize.build import build_features
 from offer_ranker.cli import main
 from offer_ranker.config import Config
+from offer_ranker.featurize.build import build_features
 from offer_ranker.featurize.frame import read_frame
 from offer_ranker.model.baselines import order
 from offer_ranker.model.train import train

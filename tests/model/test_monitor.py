@@ -19,13 +19,13 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from offer_ranker.stats import drift
-from offer_ranker.model.store import load
 from offer_ranker.cli import main
 from offer_ranker.config import Config, ConfigError, MonitorConfig, load_config
 from offer_ranker.featurize.frame import read_frame
-from offer_ranker.production.monitor import MonitorError, check, monitor
+from offer_ranker.model.store import load
 from offer_ranker.model.train import TrainResult, train
+from offer_ranker.production.monitor import MonitorError, check, monitor
+from offer_ranker.stats import drift
 from tests.conftest import CFG
 
 #: Fewer rounds than the shared bundle: what matters here is the reference, not the model's quality.

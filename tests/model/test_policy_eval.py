@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from offer_ranker.evaluation.policy_replay import evaluate_policy
 from offer_ranker.evaluation.testset import find_truth, load_test
 from offer_ranker.featurize.frame import read_frame
-from offer_ranker.evaluation.policy_replay import evaluate_policy
 from offer_ranker.model.train import TrainResult
 from tests.conftest import CFG
 

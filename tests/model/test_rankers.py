@@ -9,14 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from offer_ranker.model import bundle as bundles
-from offer_ranker.model import store
-from offer_ranker.featurize.build import build_features
 from offer_ranker.features import FEATURES
+from offer_ranker.featurize.build import build_features
 from offer_ranker.featurize.frame import FeatureSpec, read_frame, read_manifest
+from offer_ranker.model import store as model_store
 from offer_ranker.model.baselines import PopularityRanker, RandomRanker, order, read_ranker
 from offer_ranker.model.train import train
-
 from tests.conftest import CFG
 
 _OFFER_HISTORY = {f.name for f in FEATURES if f.group == "offer_history"} | {"lw_ctr_rel"}
@@ -58,14 +56,14 @@ def test_save_load_round_trip_gives_identical_scores(ranker, sample, tmp_path: P
 
 def test_bundle_in_the_model_store_round_trips(trained, sample) -> None:
     _, X = sample
-    loaded = store.load(trained.tag)
+    loaded = model_store.load(trained.tag)
     assert np.array_equal(loaded.score(X), trained.bundle.score(X))
     assert np.array_equal(loaded.p_click(X, 2.0), trained.bundle.p_click(X, 2.0))
     info = loaded.info
     for key in ("fingerprint", "train_until", "params", "metrics", "versions", "engine", "objective"):
         assert info[key], key
-    assert (Path(store.bentoml_path(trained.tag)) / "snapshot" / "snapshot.json").exists()
-    assert trained.tag in [row["tag"] for row in store.listing()]
+    assert (Path(model_store.bentoml_path(trained.tag)) / "snapshot" / "snapshot.json").exists()
+    assert trained.tag in [row["tag"] for row in model_store.listing()]
 
 
 def test_p_click_is_a_calibrated_probability(trained, sim: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from offer_ranker.model.train import train
-
 from tests.conftest import CFG
 
 

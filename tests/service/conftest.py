@@ -8,9 +8,9 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from offer_ranker.model.train import TrainResult
 from offer_ranker.serve import launch
 from offer_ranker.serve.examples import sample_requests
-from offer_ranker.model.train import TrainResult
 
 
 def write_config(path: Path, **serve: Any) -> Path:

@@ -10,17 +10,17 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from offer_ranker.model import bundle as bundles
-from offer_ranker.model import store
-from offer_ranker.serve.api import RankRequest
 from offer_ranker.config import ServeConfig
 from offer_ranker.featurize.online import OnlineStore
-from offer_ranker.serve.engine import Engine
+from offer_ranker.model import bundle as bundles
+from offer_ranker.model import store as model_store
 from offer_ranker.model.train import TrainResult
+from offer_ranker.serve.api import RankRequest
+from offer_ranker.serve.engine import Engine
 
 
 def _engine(trained: TrainResult, bundle: bundles.Bundle | None = None, **cfg) -> Engine:
-    bundle = bundle or store.load(trained.tag)
+    bundle = bundle or model_store.load(trained.tag)
     store = OnlineStore.load(bundle.snapshot, bundle.manifest)
     return Engine(ServeConfig(prediction_log=None, **cfg), bundle, store)
 
@@ -28,7 +28,7 @@ def _engine(trained: TrainResult, bundle: bundles.Bundle | None = None, **cfg) -
 def test_a_failing_model_falls_back_to_priors(trained: TrainResult, tmp_path: Path, bodies: list[dict]) -> None:
     """A real broken bundle: its click model was trained on 3 features, not the manifest's."""
     broken = tmp_path / "bundle"
-    shutil.copytree(store.bentoml_path(trained.tag), broken)
+    shutil.copytree(model_store.bentoml_path(trained.tag), broken)
     rng = np.random.default_rng(0)
     X = rng.random((200, 3))
     wrong = lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(X, (X[:, 0] > 0.5).astype(int)), 5)
@@ -64,7 +64,7 @@ def test_an_offer_without_evidence_gets_its_prior_and_a_known_one_the_model(trai
 
 def test_exploration_logs_propensities(trained: TrainResult, bodies: list[dict], tmp_path: Path) -> None:
     log = tmp_path / "predictions.jsonl"
-    bundle = store.load(trained.tag)
+    bundle = model_store.load(trained.tag)
     engine = Engine(ServeConfig(prediction_log=log, explore_rate=0.5, explore_below=10**9, seed=3), bundle,
                     OnlineStore.load(bundle.snapshot, bundle.manifest))
     results = [engine.rank(RankRequest.model_validate(b)) for b in bodies[:40]]

@@ -13,9 +13,9 @@ import httpx
 import polars as pl
 import pytest
 
+from offer_ranker.model.train import TrainResult
 from offer_ranker.serve import launch
 from offer_ranker.serve.prediction_log import hash_user
-from offer_ranker.model.train import TrainResult
 from tests.service.conftest import ARM_SALT, write_config
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import polars as pl
 from click.testing import CliRunner
 
-from offer_ranker.serve.api import Feedback, RankRequest
-from offer_ranker.featurize.build import build_features
 from offer_ranker.cli import main
 from offer_ranker.config import Config, ServeConfig
 from offer_ranker.evaluation.evaluate import evaluate
-from offer_ranker.serve.examples import sample_requests
-from offer_ranker.serve.engine import Engine
+from offer_ranker.featurize.build import build_features
 from offer_ranker.model.train import TrainResult
+from offer_ranker.serve.api import Feedback, RankRequest
+from offer_ranker.serve.engine import Engine
+from offer_ranker.serve.examples import sample_requests
 
 
 def test_prediction_logs_become_raw_logs_that_evaluate_off_policy(trained: TrainResult, sim: Path,

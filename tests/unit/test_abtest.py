@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from offer_ranker.production.abtest import Logs, analyse, read_logs, summary_rows
 from offer_ranker.cli import main
 from offer_ranker.config import ABConfig, ConfigError, load_config
 from offer_ranker.errors import OfferRankerError
+from offer_ranker.production.abtest import Logs, analyse, read_logs, summary_rows
 
 Z95 = 1.959963984540054
 T0 = datetime(2026, 1, 18, 10, 0, 0)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offer_ranker.serve.api import Feedback, RankRequest
 from offer_ranker.config import ServeConfig
-from offer_ranker.serve.router import Router, assign
+from offer_ranker.serve.api import Feedback, RankRequest
 from offer_ranker.serve.engine import Engine
 from offer_ranker.serve.prediction_log import PredictionLog
+from offer_ranker.serve.router import Router, assign
 
 
 def test_assignment_is_deterministic_and_follows_the_shares() -> None:
