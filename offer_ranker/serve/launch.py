@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+#: the checkout this module runs from (offer_ranker/serve/launch.py -> the folder holding bentofile.yaml)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -58,9 +59,10 @@ class Server:
 
 def start(command: list[str] | None, log: Path, *, port: int | None = None, env: dict[str, str] | None = None,
           config: Path | None = None, ready: str = "/readyz", accept_unready: bool = False,
-          timeout: float = 180.0) -> Server:
-    """Start ``command`` (default: ``bentoml serve`` of the service) in the project root and wait
-    until ``ready`` answers 200 (or, with ``accept_unready``, answers at all)."""
+          timeout: float = 180.0, cwd: Path = PROJECT_ROOT) -> Server:
+    """Start ``command`` (default: ``bentoml serve`` of the service) in ``cwd`` (default: the
+    project root) and wait until ``ready`` answers 200 (or, with ``accept_unready``, answers at
+    all)."""
     port = port or free_port()
     command = command or bentoml_command(port)
     env = dict(os.environ if env is None else env)
@@ -68,7 +70,7 @@ def start(command: list[str] | None, log: Path, *, port: int | None = None, env:
     if config is not None:
         env["OFFER_RANKER_CONFIG"] = str(config)
     out = open(log, "w")  # noqa: SIM115 - the child writes to it until it stops
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True)
     server = Server(process, port, log)
     deadline = time.monotonic() + timeout

@@ -243,14 +243,3 @@ def test_cli_rank_prints_the_rest_response(trained: TrainResult, tmp_path: Path,
     assert printed.pop("request_id") and rest.pop("request_id")
     assert printed == rest
 
-
-def test_bentoml_build_packages_the_service_and_bundle(trained: TrainResult, tmp_path: Path) -> None:
-    """``bentoml build`` works offline (no lock resolution) and takes the latest bundle along."""
-    run = subprocess.run([str(Path(sys.executable).parent / "bentoml"), "build", "--output", "tag"],
-                         cwd=launch.PROJECT_ROOT, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    import bentoml
-
-    tag = run.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
-    bento = bentoml.bentos.get(tag)
-    assert [str(m.tag) for m in bento.info.models] == [str(bentoml.models.get("offer_ranker:latest").tag)]

@@ -1,0 +1,1 @@
+offer_ranker/sql
