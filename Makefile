@@ -9,7 +9,7 @@ RUN ?= runs/demo
 export BENTOML_DO_NOT_TRACK := True
 export BENTOML_HOME := $(CURDIR)/.bentoml
 
-.PHONY: install browser demo serve test test-all bench lock clean
+.PHONY: install system demo serve test test-all bench lock clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -32,16 +32,23 @@ demo: install
 serve: install
 	$(BIN)/bentoml serve --port 3000
 
-# Headless Chromium (Debian) renders the SHAP report in the tests; installed when we may (root).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } \
-		|| echo "note: chromium is not installed; the report rendering test will be skipped"
+# Debian packages the tests use, installed when we may (root): headless Chromium renders the SHAP
+# report; redis-server backs the online store's Redis tests (the tests start their own servers).
+system:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null 2>&1 \
+				|| echo "note: could not install$$missing; the tests that need them will be skipped"; \
+		else echo "note:$$missing not installed (not root); the tests that need them will be skipped"; fi; \
+	fi
 
-test: install browser
+test: install system
 	$(BIN)/python -m pytest
 
-test-all: install browser
+test-all: install system
 	$(BIN)/python -m pytest -m ''
 
 # Long (about 20 minutes): 10M-impression ingest and feature builds, models, service latency (needs

@@ -194,7 +194,21 @@ class ServeConfig(_Strict):
     hash_salt: str = Field(
         "", description="secret salt of the user-id hash (HMAC-SHA256) written to logs; set it in production")
     remember_requests: int = Field(
-        100_000, ge=1, description="recent requests kept so /feedback can find the user and position")
+        100_000, ge=1, description="recent requests the memory store keeps so /feedback can find the user and position")
+    online_store: str = Field(
+        "memory", description="where the online state lives: 'memory' (in the process: one worker, durable through "
+        "serve.journal) or a Redis/Valkey URL, redis://host:port/db (shared by every replica and worker)")
+    journal: Path | None = Field(
+        Path("runs/serve/online-journal.jsonl"), description="the memory store's journal of events, replayed on "
+        "restart (None: events since the snapshot are lost with the process)")
+    user_ttl_days: float = Field(30.0, gt=0, le=3650, description="Redis: a user's state expires this long after "
+                                 "their last event")
+    request_ttl_hours: float = Field(48.0, gt=0, le=24 * 365, description="Redis: how long a served request takes "
+                                     "/feedback")
+    store_timeout_ms: float = Field(250.0, gt=0, le=60_000, description="Redis: socket timeout of one command; an "
+                                    "outage degrades requests to what the snapshot knows")
+    workers: int | None = Field(None, ge=1, le=256, description="worker processes of the service; default: one "
+                                "per core with a shared (Redis) store, one with the memory store")
     log_features: bool = Field(
         True, description="write the model inputs of the shown offers to the prediction log (for offer-ranker monitor)")
     arms: dict[str, ArmConfig] = Field(
@@ -204,6 +218,13 @@ class ServeConfig(_Strict):
     latency_fixes: bool = Field(
         True, description="cancel BentoML's per-request timers and freeze the loaded objects out of the garbage "
                           "collector (see offer_ranker/serve/asgi.py); off only to measure what they change")
+
+    @field_validator("online_store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://", "valkey://")):
+            raise ValueError("'memory' or a redis://host:port/db URL (rediss://, unix:// too)")
+        return value.replace("valkey://", "redis://", 1)
 
     @field_validator("arms")
     @classmethod
@@ -330,9 +351,11 @@ def format_errors(exc: ValidationError) -> str:
 
 def serve_config_from_env() -> ServeConfig:
     """The ``[serve]`` settings of the service: the TOML file named by ``OFFER_RANKER_CONFIG``, with
-    ``OFFER_RANKER_MODEL`` (a tag) and ``OFFER_RANKER_SNAPSHOT`` (a folder) overriding it."""
+    ``OFFER_RANKER_MODEL`` (a tag), ``OFFER_RANKER_SNAPSHOT`` (a folder) and
+    ``OFFER_RANKER_ONLINE_STORE`` (``memory`` or a redis:// URL) overriding it."""
     import os
 
     path = os.environ.get("OFFER_RANKER_CONFIG")
-    overrides = {"model": os.environ.get("OFFER_RANKER_MODEL"), "snapshot": os.environ.get("OFFER_RANKER_SNAPSHOT")}
+    overrides = {"model": os.environ.get("OFFER_RANKER_MODEL"), "snapshot": os.environ.get("OFFER_RANKER_SNAPSHOT"),
+                 "online_store": os.environ.get("OFFER_RANKER_ONLINE_STORE")}
     return load_config(Path(path) if path else None, {"serve": overrides}).serve

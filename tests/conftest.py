@@ -37,3 +37,13 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained(sim: Path) -> TrainResult:
     return train(sim / "features", CFG)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real redis-server for the session (AOF on)."""
+    from tests.redis_server import RedisServer, require_redis
+
+    require_redis()
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server

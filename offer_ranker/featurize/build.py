@@ -111,8 +111,10 @@ def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, ext
             prior_day=f"DATE {sql.literal(prior_day.isoformat())}",
             offers=sql.literal(source / "offers.parquet"), users=sql.literal(source / "users.parquet"),
             **lists, **{f"{t}_path": sql.literal(stage.path(f"snapshot/{t}.parquet")) for t in SNAPSHOT_TABLES})
+    # the events the snapshot counts are those before this time: the online stores replay theirs from it
+    before = as_of or con.execute(sql.render("features/events_until.sql")).fetchone()[0] + timedelta(microseconds=1)
     return {"as_of": None if as_of is None else as_of.isoformat(), "prior_day": prior_day.isoformat(),
-            "tables": [f"{t}.parquet" for t in SNAPSHOT_TABLES]}
+            "events_before": before.isoformat(), "tables": [f"{t}.parquet" for t in SNAPSHOT_TABLES]}
 
 
 def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config,

@@ -41,6 +41,11 @@ def epoch_us(ts: datetime) -> int:
     return (ts - _EPOCH) // timedelta(microseconds=1)
 
 
+def plain(value: Any) -> Any:
+    """An attribute value as the features take it: None for NULL (None or NaN), else as it is."""
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
 def smoothed(successes: Any, trials: Any, mean: Any, strength: Any) -> Any:
     """``smoothed`` of setup.sql: a rate pulled towards ``mean`` with ``strength`` pseudo-trials."""
     return (successes + mean * strength) / (trials + strength)
@@ -183,11 +188,24 @@ class Snapshot:
     """A loaded snapshot: the offers' and users' state and attributes as arrays (one row more than
     there are entities: the unknown one), the user×offer rows, and the priors of ``prior_day``."""
 
-    def __init__(self, folder: Path, manifest: Manifest) -> None:
+    def __init__(self, folder: Path, manifest: Manifest, *, users: bool = True) -> None:
+        """``users``: load the users' arrays too (a store that keeps user state elsewhere skips them)."""
         meta = json.loads((folder / "snapshot.json").read_text())
+        self.folder = folder
         self.t_ref, self.tau = float(meta["t_ref"]), float(meta["tau_seconds"])
         self.prior_day, self.as_of = meta["prior_day"], meta["as_of"]
+        # events dated from here on are not in the snapshot (older snapshots: from as_of, or after prior_day began)
+        before = meta.get("events_before") or meta["as_of"] or meta["prior_day"]
+        self.events_before_us = epoch_us(datetime.fromisoformat(before))
+        self.id = _snapshot_id(folder)
         self._offers(_parquet(folder / "offers.parquet").read(), manifest.extras("offer"))
+        self._priors(_parquet(folder / "priors.parquet").read().to_pylist(), manifest.settings)
+        if users:
+            self.load_users(manifest)
+
+    def load_users(self, manifest: Manifest) -> None:
+        """The users' arrays and user×offer rows."""
+        folder = self.folder
         # user × category and user × partner counts are sums of user × offer counts over the offers
         # of the category / partner: derived per request, so only user_offer.parquet is loaded
         # (tests/data/test_online_parity.py checks the sums against the snapshot's own tables)
@@ -197,7 +215,6 @@ class Snapshot:
                 c for c in manifest.extras("user") if manifest.dtypes[c] == "categorical"]).read()
             self._users(users, manifest.extras("user"))
             self.user_offers = user_offers.result().index_users(self.user_ids_pl)
-        self._priors(_parquet(folder / "priors.parquet").read().to_pylist(), manifest.settings)
 
     def _offers(self, t: pa.Table, extras: list[str]) -> None:
         self.offer_ids_pa = t["offer_id"].combine_chunks()
@@ -234,6 +251,11 @@ class Snapshot:
         ctr, strength = self.offer_priors[""][:2]
         self.new_position_ctr = smoothed(0, 0, ctr, strength)
 
+    @staticmethod
+    def no_times() -> tuple[int, int, int]:
+        """(last visit, last click, signup) of a user the snapshot does not know."""
+        return NULL_TS, NULL_TS, NULL_TS
+
     def user_index(self, user_id: str) -> int:
         """Row of ``user_id``; ``len(users)`` (the cold-start row) if unknown."""
         i = int(np.searchsorted(self.user_ids, user_id))
@@ -247,6 +269,16 @@ class Snapshot:
         ok = i < n
         ok[ok] = self.offer_ids[i[ok]] == wanted[ok]
         return np.where(ok, i, n)
+
+
+def _snapshot_id(folder: Path) -> str:
+    """12 hex digits naming a snapshot's content: its metadata and the sizes of its tables."""
+    import hashlib
+
+    digest = hashlib.sha256((folder / "snapshot.json").read_bytes())
+    for name in sorted(p.name for p in folder.glob("*.parquet")):
+        digest.update(f"{name}:{(folder / name).stat().st_size}".encode())
+    return digest.hexdigest()[:12]
 
 
 def find(path: Path | str, manifest: Mapping[str, Any] | Path | str | None = None) -> tuple[Path, Mapping[str, Any]]:

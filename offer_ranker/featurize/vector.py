@@ -27,8 +27,8 @@ class RequestState:
 
     offers : (n,) the candidates' rows in the snapshot's offer arrays (the unknown row if new)
     offer_state : (n, 6) the candidates' counts, ``snapshot.OFFER_STATE`` order
-    user : the user's row in the snapshot's user arrays (the unknown row if new)
-    user_counts : requests, impressions, clicks, conversions; last_visit, last_click : µs or NULL_TS
+    user_counts : requests, impressions, clicks, conversions; last_visit, last_click, signup : µs or NULL_TS
+    user_extras : the user's pass-through attributes (float, NaN or str, None when unknown)
     pair_hit : (k, n) whether the user's k user×offer entries are each candidate
     pair_category, pair_partner : (k,) category and partner codes of those entries' offers
     pair_counts : (3, k) impressions, clicks, conversions; pair_seen : (k,) last impression, µs
@@ -38,10 +38,11 @@ class RequestState:
     ts: datetime
     offers: np.ndarray
     offer_state: np.ndarray
-    user: int
     user_counts: tuple[float, float, float, float]
     last_visit: int
     last_click: int
+    signup: int
+    user_extras: dict[str, Any]
     pair_hit: np.ndarray
     pair_category: np.ndarray
     pair_partner: np.ndarray
@@ -92,7 +93,7 @@ def user_history(s: RequestState, snap: Snapshot, n: int) -> dict[str, np.ndarra
             "user_ctr": smoothed(clk, imp, *snap.user_prior), "user_is_new": float(req == 0),
             "user_hours_since_last_visit": hours(s.t, s.last_visit),
             "user_hours_since_last_click": hours(s.t, s.last_click),
-            "user_days_since_signup": hours(s.t, snap.user_signup[s.user]) / 24}
+            "user_days_since_signup": hours(s.t, s.signup) / 24}
     return {k: np.full(n, v, dtype=float) for k, v in user.items()}
 
 
@@ -141,7 +142,9 @@ def passthrough(s: RequestState, snap: Snapshot, manifest: Manifest, context: Ma
         if entity == "offer":
             f[name] = snap.offer_extras[name][s.offers]
         elif entity == "user":
-            f[name] = np.full(n, snap.user_extras[name][s.user], dtype=snap.user_extras[name].dtype)
+            value = s.user_extras.get(name)
+            f[name] = (np.full(n, np.nan if value is None else value, dtype=float) if manifest.dtypes[name] == "numeric"
+                       else np.full(n, value, dtype=object))
         else:
             raw = name.removeprefix(IMPRESSION_PREFIX)
             values = [(c.get("features") or {}).get(raw, context.get(raw)) for c in candidates]

@@ -133,11 +133,12 @@ class FeedbackResponse(BaseModel):
 
 
 class RequestError(ValueError):
-    """A request the models accept but the configuration does not; ``field`` names where."""
+    """A request the models accept but the configuration (or the moment) does not; ``field`` names
+    where; ``retry_after`` (seconds) when sending it again later will do."""
 
-    def __init__(self, field: str, message: str, status: int = 400) -> None:
+    def __init__(self, field: str, message: str, status: int = 400, retry_after: int | None = None) -> None:
         super().__init__(f"{field}: {message}")
-        self.field, self.status = field, status
+        self.field, self.status, self.retry_after = field, status, retry_after
 
 
 def check_limits(request: RankRequest, max_candidates: int) -> None:

@@ -116,6 +116,27 @@ class RequestGuard:
         await _error(send, 413, f"request body larger than {self.max_bytes} bytes", "body")
 
 
+class Readiness:
+    """``GET /readyz`` with the reason: 200 ``{"status": "ready"}``; 200 ``degraded`` while the online
+    store cannot be reached (the service answers, from what its snapshot knows); 503 ``not_ready``
+    while a bundle or snapshot is missing or the online store is still loading. The service sets
+    :attr:`status` once loaded; until then BentoML's own check answers."""
+
+    status: Any = None  # () -> (status, reasons)
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") != "/readyz" or Readiness.status is None:
+            return await self.app(scope, receive, send)
+        status, reasons = Readiness.status()
+        body = json.dumps({"status": status, "detail": reasons}).encode()
+        await send({"type": "http.response.start", "status": 503 if status == "not_ready" else 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
 async def _error(send: Any, status: int, message: str, field: str) -> None:
     """A JSON error in the shape of BentoML's validation errors."""
     body = json.dumps({"error": message, "detail": [{"loc": [field], "msg": message}]}).encode()

@@ -15,11 +15,12 @@ the candidates are ranked by their priors and ``fallback`` says why; the reason 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -27,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from offer_ranker.config import ServeConfig
-from offer_ranker.featurize.online import Event, OnlineStore
+from offer_ranker.featurize.online import OnlineStore, Served, StoreUnavailable
+from offer_ranker.featurize.online.store import Feedback as StoreFeedback
+from offer_ranker.featurize.online.store import feedback_time, user_key, user_tag, utcnow
 from offer_ranker.model import store as model_store
 from offer_ranker.model.bundle import Bundle
 from offer_ranker.policy.page import choose_page
@@ -44,17 +47,15 @@ from offer_ranker.serve.api import (
     check_limits,
 )
 from offer_ranker.serve.prediction_log import LOGGED_CONTEXT, FeedbackRecord, PredictionLog, RankRecord, hash_user
-from offer_ranker.serve.served import Served, ServedRequests
+from offer_ranker.serve.stores import StorePool
 from offer_ranker.stats.metrics import offer_hash
 
 log = logging.getLogger("offer_ranker.serve")
 #: requests dated further than this from the snapshot's reference time are refused: the decayed
 #: counts (exp((t - t_ref) / tau)) would overflow
 MAX_TAUS_FROM_REFERENCE = 600
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+#: seconds a client waits before sending feedback again when the online store is unavailable
+RETRY_AFTER = 1
 
 
 @dataclass
@@ -73,7 +74,7 @@ class RankResult:
 
 
 class Engine:
-    """A loaded bundle and snapshot, ready to rank. ``Engine.load(cfg)`` never raises for a
+    """A loaded bundle and its online store, ready to rank. ``Engine.load(cfg)`` never raises for a
     broken snapshot or model: it keeps the error in :attr:`problems` and serves the fallback."""
 
     def __init__(self, cfg: ServeConfig, bundle: Bundle | None, store: OnlineStore | None,
@@ -86,15 +87,18 @@ class Engine:
         segments = (bundle.info.get("segment_lifts") or {}) if bundle is not None else {}
         self.prior = ColdStartPrior.from_store(store, segments) if store is not None else None
         self.fallbacks: Counter[str] = Counter()
+        self.unrecorded = 0  # answered pages whose impressions the store could not take
         self.log = log if log is not None else PredictionLog(cfg.prediction_log)
         self._rng = np.random.default_rng(cfg.seed)
-        self._lock = threading.Lock()  # the online store is not thread-safe
-        self._served = ServedRequests(cfg.remember_requests)
+        # the memory store is not thread-safe; a shared store is (and serialising it would serialise I/O)
+        self._lock = threading.Lock() if store is None or not store.shared else contextlib.nullcontext()
+        self._unstored: OrderedDict[str, Served] = OrderedDict()  # requests ranked without a store
 
     @classmethod
-    def load(cls, cfg: ServeConfig, **arm: Any) -> Engine:
-        """The bundle ``cfg.model`` and its snapshot (or ``cfg.snapshot``); ``arm``: ``arm``,
-        ``arm_share`` and a shared ``log`` when it serves one arm of an A/B test."""
+    def load(cls, cfg: ServeConfig, *, stores: StorePool | None = None, **arm: Any) -> Engine:
+        """The bundle ``cfg.model`` and the online store of its snapshot (or ``cfg.snapshot``), opened
+        through ``stores`` (shared by the arms of an A/B test); ``arm``: ``arm``, ``arm_share`` and a
+        shared ``log`` when it serves one arm."""
         problems: list[str] = []
         bundle = store = None
         try:
@@ -106,7 +110,7 @@ class Engine:
             problems.append("no online snapshot: the bundle has none and serve.snapshot is not set")
         else:
             try:
-                store = OnlineStore.load(snapshot, bundle.manifest if bundle is not None else None)
+                store = (stores or StorePool(cfg)).open(snapshot, bundle.manifest if bundle is not None else None)
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"snapshot {snapshot}: {type(exc).__name__}: {exc}")
         for problem in problems:
@@ -115,7 +119,13 @@ class Engine:
 
     @property
     def ready(self) -> bool:
-        return self.bundle is not None and self.store is not None and not self.problems
+        """The bundle and its online store are loaded (the store may still be unreachable: degraded)."""
+        return self.bundle is not None and self.store is not None and not self.problems and self.store.ready
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the online state cannot be read right now (rankings fall back), or None."""
+        return self.store.status() if self.store is not None else None
 
     # ---- /rank --------------------------------------------------------------------------------
 
@@ -140,8 +150,7 @@ class Engine:
                                   p_click=float(page.p_click[j]), propensity=float(page.propensity[j]),
                                   reasons=reasons[j] if reasons is not None else None)
                       for j, i in enumerate(page.shown)]
-            request_id = uuid.uuid4().hex
-            self._remember(request_id, request.user_id, ts, request.ts is not None, offers)
+            request_id = self._remember(request.user_id, ts, request.ts is not None, offers)
         if scored.fallback:
             self.fallbacks[scored.fallback.split(":")[0]] += 1
         response = RankResponse(request_id=request_id, model_version=self.version, arm=self.arm, offers=offers,
@@ -211,50 +220,69 @@ class Engine:
         self._log_rank(request, request.ts or utcnow(), response, False, 0.0)
         return response
 
-    def _remember(self, request_id: str, user_id: str, ts: datetime, dated: bool, offers: list[RankedOffer]) -> None:
-        """Record the shown offers as impressions and keep the request for ``/feedback``."""
-        if self.store is not None:
-            for o in offers:
-                self.store.apply(Event("impression", user_id, o.offer_id, ts, o.position))
-        self._served.remember(request_id, Served(user_id, ts, dated, tuple(o.offer_id for o in offers)))
+    def _remember(self, user_id: str, ts: datetime, dated: bool, offers: list[RankedOffer]) -> str:
+        """Record the shown offers as impressions and keep the request for ``/feedback``; returns
+        the request id."""
+        key = user_key(user_id, self.cfg.hash_salt)
+        served = Served(key, ts, dated, tuple(o.offer_id for o in offers), self.arm)
+        if self.store is None:  # nothing to count in; kept so its feedback is still logged
+            request_id = uuid.uuid4().hex
+            self._unstored[request_id] = served
+            while len(self._unstored) > self.cfg.remember_requests:
+                self._unstored.popitem(last=False)
+            return request_id
+        request_id = self.store.new_request_id(key)
+        try:
+            self.store.record_page(request_id, user_id, served, [o.position for o in offers])
+        except StoreUnavailable:
+            self.unrecorded += 1  # the ranking stands; the store misses this page's impressions
+        return request_id
 
     # ---- /feedback ----------------------------------------------------------------------------
 
-    def served(self, request_id: str) -> bool:
-        """Whether this engine ranked ``request_id`` (among the requests it remembers)."""
-        with self._lock:
-            return request_id in self._served
+    def served(self, request_id: str) -> Served | None:
+        """The request ``request_id`` if this engine's store knows it (any replica's, with Redis)."""
+        if self.store is None:
+            return self._unstored.get(request_id)
+        try:
+            with self._lock:
+                return self.store.served(request_id)
+        except StoreUnavailable as exc:
+            raise RequestError("request_id", f"the event was not recorded: {exc}; send it again", status=503,
+                               retry_after=RETRY_AFTER) from None
 
     def feedback(self, fb: Feedback) -> FeedbackResponse:
-        with self._lock:
-            shown = self._served.get(fb.request_id)
-        if shown is None:
+        try:
+            with self._lock:
+                result = (self.store.record_feedback(fb.request_id, fb.offer_id, fb.event, fb.ts)
+                          if self.store is not None else self._unstored_feedback(fb))
+        except StoreUnavailable as exc:
+            raise RequestError("request_id", f"the event was not recorded: {exc}; send it again", status=503,
+                               retry_after=RETRY_AFTER) from None
+        if not result.found:
             raise RequestError("request_id", f"{fb.request_id!r} is unknown or too old "
-                               f"(the last {self.cfg.remember_requests} requests are kept)", status=404)
-        if fb.offer_id not in shown.offers:
+                               f"(requests are kept {self._kept()})", status=404)
+        if not result.shown:
             raise RequestError("offer_id", f"{fb.offer_id!r} was not shown in request {fb.request_id}", status=404)
-        ts = _feedback_time(shown, fb.ts)
-        applied = False
-        with self._lock:
-            if self.store is not None and self._served.mark_applied(fb.request_id, fb.offer_id, fb.event):
-                self.store.apply(Event(fb.event, shown.user_id, fb.offer_id, ts))
-                applied = True
         self.log.write(FeedbackRecord.model_construct(
-            ts=ts, request_id=fb.request_id, user=hash_user(shown.user_id, self.cfg.hash_salt), arm=self.arm,
-            offer=fb.offer_id, position=shown.offers.index(fb.offer_id) + 1, event=fb.event, value=fb.value,
-            applied=applied))
-        return FeedbackResponse(request_id=fb.request_id, offer_id=fb.offer_id, event=fb.event, applied=applied)
+            ts=result.ts, request_id=fb.request_id, user=user_tag(result.user),
+            arm=self.arm, offer=fb.offer_id, position=result.position, event=fb.event, value=fb.value,
+            applied=result.applied))
+        return FeedbackResponse(request_id=fb.request_id, offer_id=fb.offer_id, event=fb.event,
+                                applied=result.applied)
+
+    def _unstored_feedback(self, fb: Feedback) -> StoreFeedback:
+        """Feedback on a request ranked without a store: found, logged, never applied."""
+        served = self._unstored.get(fb.request_id)
+        if served is None or fb.offer_id not in served.offers:
+            return StoreFeedback(found=served is not None)
+        return StoreFeedback(True, True, False, feedback_time(served, fb.ts, utcnow()),
+                             served.offers.index(fb.offer_id) + 1, served.user)
+
+    def _kept(self) -> str:
+        if self.store is not None and self.store.shared:
+            return f"{self.cfg.request_ttl_hours:g} hours"
+        return f"the last {self.cfg.remember_requests} requests"
 
     def close(self) -> None:
         self.log.close()
-
-
-def _feedback_time(shown: Served, given: datetime | None) -> datetime:
-    """When a feedback event counts. Events count for requests strictly after them: never at or
-    before their page, and (live traffic) never in the future, where the next request would not
-    see it yet."""
-    after_page = shown.ts + timedelta(microseconds=1)
-    if shown.dated:
-        return max(given or after_page, after_page)
-    now = utcnow()
-    return max(min(given or now, now), after_page)

@@ -9,8 +9,6 @@ never raw; the request context is reduced to :data:`LOGGED_CONTEXT`.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
+from offer_ranker.featurize.online.store import hash_user
 from offer_ranker.serve.api import DEFAULT_ARM
 
 log = logging.getLogger("offer_ranker.serve")
@@ -27,12 +26,6 @@ log = logging.getLogger("offer_ranker.serve")
 LOGGED_CONTEXT = ("device", "country", "surface")
 
 Number = Annotated[float, Strict()]  # a JSON number; a string or a boolean is not coerced
-
-
-def hash_user(user_id: str, salt: str = "") -> str:
-    """The user id as it appears in logs: 16 hex digits of HMAC-SHA256 keyed by ``salt`` (without a
-    secret salt a guessable id can be recovered by hashing candidates: set ``serve.hash_salt``)."""
-    return hmac.new(salt.encode(), user_id.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 class _Record(BaseModel):
@@ -94,6 +87,8 @@ class FeedbackRecord(_Record):
 
 
 RECORDS: dict[str, type[_Record]] = {"rank": RankRecord, "feedback": FeedbackRecord}
+
+__all__ = ["DEFAULT_ARM", "LOGGED_CONTEXT", "RECORDS", "FeedbackRecord", "PredictionLog", "RankRecord", "hash_user"]
 
 
 class PredictionLog:

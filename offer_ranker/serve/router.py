@@ -9,11 +9,9 @@ users are comparable; a new ``serve.arm_salt`` reshuffles them for the next expe
 :class:`Router` has the :class:`~offer_ranker.serve.engine.Engine` interface the service and
 ``offer-ranker rank`` use: it ranks each request with its user's arm and routes ``/feedback`` to
 the arm that served the request. Every arm writes to one shared prediction log, each line
-tagged with its arm and share (``offer-ranker ab-report`` reads them).
-
-Each arm keeps its own online store, so an arm's features see only the events of its own
-traffic since the snapshot (users never switch arms; offer counts are split between arms until
-the next snapshot).
+tagged with its arm and share (``offer-ranker ab-report`` reads them). The arms share the online
+stores (:class:`~offer_ranker.serve.stores.StorePool`): one per snapshot, so offer counts see the
+traffic of every arm.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from offer_ranker.config import ServeConfig
 from offer_ranker.serve.api import DEFAULT_ARM, Feedback, FeedbackResponse, RankRequest, RankResponse
 from offer_ranker.serve.engine import Engine, RankResult
 from offer_ranker.serve.prediction_log import PredictionLog
+from offer_ranker.serve.stores import StorePool
 
 
 def assignment_point(user_id: str, salt: str) -> float:
@@ -50,15 +49,20 @@ class Router:
             raise ValueError("Router needs one engine and one share per arm")
         self.engines, self.shares, self.salt = engines, shares, salt
         self.names = sorted(engines)
+        self.stores: StorePool | None = None
 
     @classmethod
     def load(cls, cfg: ServeConfig) -> Router:
+        stores = StorePool(cfg)
         if not cfg.arms:
-            return cls({DEFAULT_ARM: Engine.load(cfg)}, {DEFAULT_ARM: 1.0}, cfg.arm_salt)
-        log = PredictionLog(cfg.prediction_log)
-        engines = {name: Engine.load(cfg.model_copy(update={"model": arm.model}), arm=name, arm_share=arm.share, log=log)
-                   for name, arm in cfg.arms.items()}
-        return cls(engines, {name: arm.share for name, arm in cfg.arms.items()}, cfg.arm_salt)
+            router = cls({DEFAULT_ARM: Engine.load(cfg, stores=stores)}, {DEFAULT_ARM: 1.0}, cfg.arm_salt)
+        else:
+            log = PredictionLog(cfg.prediction_log)
+            engines = {name: Engine.load(cfg.model_copy(update={"model": arm.model}), stores=stores, arm=name,
+                                         arm_share=arm.share, log=log) for name, arm in cfg.arms.items()}
+            router = cls(engines, {name: arm.share for name, arm in cfg.arms.items()}, cfg.arm_salt)
+        router.stores = stores
+        return router
 
     def arm(self, user_id: str) -> str:
         """The arm of ``user_id``."""
@@ -71,9 +75,11 @@ class Router:
         return self.engines[self.arm(request.user_id)].emergency(request, reason)
 
     def feedback(self, fb: Feedback) -> FeedbackResponse:
+        """To the arm that served the request (its own engine's store, or a shared one, knows)."""
         for engine in self.engines.values():
-            if engine.served(fb.request_id):
-                return engine.feedback(fb)
+            served = engine.served(fb.request_id)
+            if served is not None:
+                return self.engines.get(served.arm, engine).feedback(fb)
         return self.engines[self.names[0]].feedback(fb)  # unknown everywhere: its 404
 
     @property
@@ -90,6 +96,18 @@ class Router:
         return ", ".join(f"{name}={e.version}" for name, e in self.engines.items()) if len(self.engines) > 1 \
             else next(iter(self.engines.values())).version
 
+    @property
+    def degraded(self) -> str | None:
+        """Why some arm's online state cannot be read right now, or None."""
+        return next((d for e in self.engines.values() if (d := e.degraded)), None)
+
+    @property
+    def shared(self) -> bool:
+        """Whether every arm's online store is shared by other processes (then workers may be many)."""
+        return all(e.store is not None and e.store.shared for e in self.engines.values())
+
     def close(self) -> None:
         for engine in self.engines.values():
             engine.close()
+        if self.stores is not None:
+            self.stores.close()

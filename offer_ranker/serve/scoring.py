@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 
 from offer_ranker.featurize.frame import with_position
-from offer_ranker.featurize.online import OnlineStore
+from offer_ranker.featurize.online import OnlineStore, StoreUnavailable
 from offer_ranker.model.bundle import Bundle
 from offer_ranker.serve.api import Reason
 
 log = logging.getLogger("offer_ranker.serve")
+#: the fallback of a request ranked without the online state (the store could not be reached)
+ONLINE_STORE_UNAVAILABLE = "online_store_unavailable"
 
 
 @dataclass
@@ -49,13 +51,16 @@ def score(bundle: Bundle | None, store: OnlineStore | None, request: dict[str, A
     if store is None:
         return Scored(fallback="no_snapshot")
     t0 = time.perf_counter()
+    fallback = None
     try:
         features = store.feature_columns(request)
+    except StoreUnavailable:  # what the snapshot alone knows: the offers' attributes, no one's history
+        features, fallback = store.cold_columns(request), ONLINE_STORE_UNAVAILABLE
     except Exception as exc:  # noqa: BLE001 - a feature failure must not fail the request
         log.exception("features failed; ranking by priors")
         return Scored(fallback=f"features_failed: {type(exc).__name__}", features_seconds=time.perf_counter() - t0)
     t1 = time.perf_counter()
-    scored = Scored(features=features, features_seconds=t1 - t0)
+    scored = Scored(features=features, fallback=fallback, features_seconds=t1 - t0)
     try:
         scored.X = bundle.spec.row_matrix(features)
         raw = bundle.ctr.predict(with_position(scored.X, 1.0))

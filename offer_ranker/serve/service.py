@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import logging
 from typing import Any
 
@@ -38,14 +39,30 @@ def json_response(payload: Any, status: int = 200) -> Response:
 
 
 def error_response(exc: RequestError) -> Response:
-    """The same shape as BentoML's validation errors: ``error`` plus ``detail[].loc``."""
-    return json_response({"error": str(exc), "detail": [{"loc": exc.field.split("."), "msg": str(exc)}]},
-                         status=exc.status)
+    """The same shape as BentoML's validation errors: ``error`` plus ``detail[].loc``; a
+    ``Retry-After`` header when sending the request again later will do."""
+    response = json_response({"error": str(exc), "detail": [{"loc": exc.field.split("."), "msg": str(exc)}]},
+                             status=exc.status)
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def workers() -> int:
+    """Worker processes: ``serve.workers``, else one per core when the online store is shared
+    (Redis) and one with the memory store, whose state lives in one process."""
+    try:
+        cfg = serve_config_from_env()
+    except Exception:  # noqa: BLE001 - a bad config is reported when the service starts
+        return 1
+    if cfg.online_store == "memory":
+        return 1
+    return cfg.workers or os.cpu_count() or 1
 
 
 @bentoml.service(
     name="offer_ranker",
-    workers=1,
+    workers=workers(),
     traffic={"timeout": 10},
     # every ranking goes to the prediction log (user ids hashed); the access log would repeat it
     logging={"access": {"enabled": False}},
@@ -75,7 +92,19 @@ class OfferRanker:
             # full passes (see offer_ranker.serve.asgi: a full pass over BentoML's objects costs ~80 ms)
             gc.collect()
             gc.freeze()
+        if cfg.online_store == "memory":
+            log.info("online store: memory, so one worker (the state lives in this process; set "
+                     "serve.online_store or OFFER_RANKER_ONLINE_STORE to a redis:// URL for one per core)")
+        asgi.Readiness.status = self.status
         log.info("offer-ranker serving %s (ready=%s)", self.engine.version, self.engine.ready)
+
+    def status(self) -> tuple[str, list[str]]:
+        """``ready``, ``degraded`` (answering, from what the snapshot knows) or ``not_ready``, and why."""
+        if not self.engine.ready:
+            return "not_ready", list(self.engine.problems) or [self.engine.degraded or "loading"]
+        if (problem := self.engine.degraded) is not None:
+            return "degraded", [problem]
+        return "ready", []
 
     async def __is_ready__(self) -> bool:
         return self.engine.ready
@@ -121,3 +150,4 @@ class OfferRanker:
 
 
 OfferRanker.add_asgi_middleware(asgi.RequestGuard)
+OfferRanker.add_asgi_middleware(asgi.Readiness)
