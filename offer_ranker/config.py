@@ -226,6 +226,11 @@ class ServeConfig(_Strict):
             raise ValueError("'memory' or a redis://host:port/db URL (rediss://, unix:// too)")
         return value.replace("valkey://", "redis://", 1)
 
+    def worker_count(self, cores: int) -> int:
+        """Worker processes: ``workers`` if set with a shared store, else one per core; always one
+        with the memory store, whose state lives in one process."""
+        return 1 if self.online_store == "memory" else self.workers or max(cores, 1)
+
     @field_validator("arms")
     @classmethod
     def _arms(cls, value: dict[str, ArmConfig]) -> dict[str, ArmConfig]:

@@ -23,8 +23,9 @@ def rank(tag: str | None, request_file: Path, snapshot: Path | None, config_file
     from offer_ranker.serve.router import Router
 
     # a ranking nobody was shown must not reach the prediction log (off-policy evaluation reads it)
+    # nor the online state
     cfg = config(config_file, serve={"model": tag, "snapshot": snapshot}).serve.model_copy(
-        update={"prediction_log": None})
+        update={"prediction_log": None, "journal": None, "online_store": "memory"})
     try:
         request = RankRequest.model_validate_json(request_file.read_bytes())
     except ValidationError as exc:
@@ -66,4 +67,41 @@ def models_list() -> None:
         for row in rows])
 
 
-COMMANDS = (rank, models)
+
+@click.group()
+def online() -> None:
+    """The online store the service reads and writes."""
+
+
+@online.command("load")
+@click.option("--snapshot", type=ExistingDir, required=True,
+              help="A snapshot folder, or a features folder holding one (its manifest next to it).")
+@click.option("--store", "url", required=True, help="The Redis/Valkey URL, redis://host:port/db.")
+@click.option("--force", is_flag=True, help="Load again even if the namespace is there already.")
+@config_option
+@errors_as_messages
+def online_load(snapshot: Path, url: str, force: bool, config_file: Path | None) -> None:
+    """Load a snapshot into its namespace in Redis (replicas do this themselves when they start;
+    this is for operators: before a rollout, or after Redis lost its data). Uses the [serve]
+    settings of --config for the user-key salt and the TTLs, as the service does."""
+    import time
+
+    from offer_ranker.featurize.online import open_store
+
+    cfg = config(config_file, serve={"online_store": url}).serve
+    started = time.perf_counter()
+    store = open_store(snapshot, url=cfg.online_store, salt=cfg.hash_salt, user_ttl_days=cfg.user_ttl_days,
+                       request_ttl_hours=cfg.request_ttl_hours, timeout_ms=max(cfg.store_timeout_ms, 5000.0),
+                       catch_up=False, reload=force)
+    try:
+        if not store.wait_ready(900):
+            raise click.ClickException(f"the namespace did not become ready: {store.status()}")
+        meta = {k.decode(): v.decode() for k, v in store.client.hgetall(store.keys.meta).items()}
+    finally:
+        store.close()
+    console.summary(f"online load -> {url.rpartition('@')[2]}", {"snapshot": snapshot}, {
+        "namespace": store.keys.ns, "users": meta.get("users", "?"),
+        "load seconds": meta.get("load_seconds", "?"), "wall seconds": f"{time.perf_counter() - started:.1f}"})
+
+
+COMMANDS = (rank, models, online)

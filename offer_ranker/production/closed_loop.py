@@ -139,7 +139,7 @@ class _ArmRun:
         c = cfg.simulate_online
         self.arm, self.world, self.cfg, self.out, self.track = arm, world, cfg, out, track
         self.heuristic = sim.logging_policy(cfg.simulate.uniform_share, cfg.simulate.seed)
-        self.serve = ServeConfig(prediction_log=None, seed=cfg.simulate.seed, partner_cap=cfg.serve.partner_cap,
+        self.serve = ServeConfig(prediction_log=None, journal=None, seed=cfg.simulate.seed, partner_cap=cfg.serve.partner_cap,
                                  mmr_lambda=cfg.serve.mmr_lambda, prior_impressions=cfg.serve.prior_impressions,
                                  explore_rate=c.explore_rate if arm == "explore" else 0.0,
                                  exploration=c.exploration, explore_below=cfg.serve.explore_below)

@@ -55,9 +55,7 @@ def workers() -> int:
         cfg = serve_config_from_env()
     except Exception:  # noqa: BLE001 - a bad config is reported when the service starts
         return 1
-    if cfg.online_store == "memory":
-        return 1
-    return cfg.workers or os.cpu_count() or 1
+    return cfg.worker_count(os.cpu_count() or 1)
 
 
 @bentoml.service(

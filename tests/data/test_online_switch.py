@@ -118,3 +118,29 @@ def test_memory_restart_on_a_new_snapshot_counts_every_event_once(two_snapshots,
     online, _ = _serve(new, rows, events, before_switch)
     new.close()
     _check(root, offline, online)
+
+
+def test_online_load_cli_loads_a_namespace_the_service_then_finds_ready(two_snapshots, redis_server) -> None:
+    from click.testing import CliRunner
+
+    from offer_ranker.cli import main
+
+    root, _, _ = two_snapshots
+    args = ["online", "load", "--snapshot", str(root / "new"), "--store", redis_server.url]
+    first = CliRunner().invoke(main, args, env={"COLUMNS": "200"})
+    assert first.exit_code == 0, first.output
+    store = OnlineStore.load(root / "new", url=redis_server.url, catch_up=False)
+    try:
+        assert store.wait_ready(5), store.status()
+        meta = store.client.hgetall(store.keys.meta)
+        users = pl.read_parquet(root / "new" / "snapshot" / "users.parquet").height
+        assert int(meta[b"users"]) == users > 1000
+        assert f"{users}" in first.output and store.keys.ns in first.output
+        again = CliRunner().invoke(main, args)  # there already: nothing is loaded again ...
+        assert again.exit_code == 0 and store.client.hget(store.keys.meta, "loaded_at") == meta[b"loaded_at"]
+        forced = CliRunner().invoke(main, [*args, "--force"])  # ... unless the operator says so
+        assert forced.exit_code == 0 and store.client.hget(store.keys.meta, "loaded_at") != meta[b"loaded_at"]
+    finally:
+        store.close()
+    bad = CliRunner().invoke(main, ["online", "load", "--snapshot", str(root / "new"), "--store", "http://x"])
+    assert bad.exit_code != 0 and "online_store" in bad.output

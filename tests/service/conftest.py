@@ -15,8 +15,10 @@ from offer_ranker.serve.examples import sample_requests
 
 def write_config(path: Path, **serve: Any) -> Path:
     """A TOML file with a ``[serve]`` section; ``arms={name: {"model": …, "share": …}}`` become
-    ``[serve.arms.<name>]`` tables."""
+    ``[serve.arms.<name>]`` tables. The memory store's journal goes next to the file unless given
+    (a server started by a test must not replay another's events)."""
     arms = serve.pop("arms", {})
+    serve.setdefault("journal", path.with_suffix(".journal.jsonl"))
     lines = ["[serve]"] + [f"{k} = {_toml(v)}" for k, v in serve.items()]
     for name, arm in arms.items():
         lines += [f"[serve.arms.{name}]"] + [f"{k} = {_toml(v)}" for k, v in arm.items()]

@@ -32,8 +32,11 @@ CONTENTS = """
 import importlib.resources, json, pathlib
 import offer_ranker, offer_ranker.features
 sql = pathlib.Path(str(importlib.resources.files("offer_ranker.sql")))
+package = pathlib.Path(offer_ranker.__file__).parent
 print(json.dumps({"package": offer_ranker.__file__, "sql_root": str(sql),
                   "sql": sorted(p.relative_to(sql).as_posix() for p in sql.rglob("*.sql")),
+                  "data": sorted(p.relative_to(package).as_posix() for pattern in ("*.lua", "*.j2")
+                                 for p in package.rglob(pattern)),
                   "features_file": offer_ranker.features.__file__,
                   "features": [f.name for f in offer_ranker.features.FEATURES]}))
 """
@@ -61,6 +64,9 @@ def _assert_complete(found: dict[str, Any], inside: Path) -> None:
     checkout = launch.PROJECT_ROOT / "offer_ranker" / "sql"
     assert found["sql"] == sorted(p.relative_to(checkout).as_posix() for p in checkout.rglob("*.sql"))
     assert found["features"] == [f.name for f in FEATURES]
+    package = launch.PROJECT_ROOT / "offer_ranker"  # report templates, the online store's Lua scripts
+    assert found["data"] == sorted(p.relative_to(package).as_posix() for pattern in ("*.lua", "*.j2")
+                                   for p in package.rglob(pattern))
     for key in ("package", "sql_root", "features_file"):
         assert Path(found[key]).resolve().is_relative_to(inside.resolve()), (key, found[key], inside)
 
@@ -136,9 +142,10 @@ def test_bentoml_build_packages_the_service_and_bundle(bento_tag: str) -> None:
 
 
 def test_the_bento_serves_with_only_its_own_requirements(bento_tag: str, shipped: Path, venv: Path,
-                                                         body: dict[str, Any], tmp_path: Path) -> None:
+                                                         body: dict[str, Any], redis_server, tmp_path: Path) -> None:
     """As its container does: ``bentoml serve <bento folder>`` in that folder, with a BentoML home
-    that holds no models (the bundle must come along) and no trace of the project outside it."""
+    that holds no models (the bundle must come along) and no trace of the project outside it; its
+    online state in Redis, as replicas of it would share."""
     import bentoml
 
     python = venv / "bin" / "python"
@@ -147,8 +154,8 @@ def test_the_bento_serves_with_only_its_own_requirements(bento_tag: str, shipped
     _assert_complete(_contents(python, shipped / "src"), inside=shipped / "src")
 
     port = launch.free_port()
-    config = write_config(tmp_path / "serve.toml", prediction_log=tmp_path / "predictions.jsonl")
-    env = _clean_env(BENTOML_HOME=str(tmp_path / "bentoml-home"))
+    config = write_config(tmp_path / "serve.toml", prediction_log=tmp_path / "predictions.jsonl", workers=1)
+    env = _clean_env(BENTOML_HOME=str(tmp_path / "bentoml-home"), OFFER_RANKER_ONLINE_STORE=redis_server.url)
     command = [str(venv / "bin" / "bentoml"), "serve", str(shipped), "--port", str(port), "--host", "127.0.0.1"]
     with launch.start(command, tmp_path / "server.log", port=port, env=env, config=config, cwd=shipped) as server:
         out = _rank(server, body)

@@ -22,7 +22,8 @@ from offer_ranker.serve.examples import sample_requests
 def test_prediction_logs_become_raw_logs_that_evaluate_off_policy(trained: TrainResult, sim: Path,
                                                                   tmp_path: Path) -> None:
     log = tmp_path / "logs" / "predictions.jsonl"
-    cfg = ServeConfig(model=trained.tag, prediction_log=log, explore_rate=0.3, exploration="epsilon", seed=7)
+    cfg = ServeConfig(model=trained.tag, prediction_log=log, explore_rate=0.3, exploration="epsilon", seed=7,
+                      journal=None)
     engine = Engine.load(cfg)
     shown, clicks = 0, 0
     prices = {}

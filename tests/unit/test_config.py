@@ -56,3 +56,21 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_config_is_frozen() -> None:
     with pytest.raises(Exception, match="frozen"):
         Config().simulate.users = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("store", "workers", "expected"), [
+    ("memory", None, 1), ("memory", 4, 1), ("redis://127.0.0.1:6379/0", None, 2), ("redis://h:1/0", 3, 3)])
+def test_workers_are_one_per_core_only_with_a_shared_store(store: str, workers: int | None, expected: int) -> None:
+    serve = load_config(None, {"serve": {"online_store": store, "workers": workers}}).serve
+    assert serve.worker_count(cores=2) == expected
+
+
+def test_online_store_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from offer_ranker.config import serve_config_from_env
+
+    monkeypatch.delenv("OFFER_RANKER_CONFIG", raising=False)
+    monkeypatch.setenv("OFFER_RANKER_ONLINE_STORE", "valkey://cache:6379/2")
+    assert serve_config_from_env().online_store == "redis://cache:6379/2"
+    monkeypatch.setenv("OFFER_RANKER_ONLINE_STORE", "http://cache")
+    with pytest.raises(ConfigError, match="online_store"):
+        serve_config_from_env()

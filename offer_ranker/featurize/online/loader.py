@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 import uuid
 from threading import Event as Signal
 from typing import TYPE_CHECKING
@@ -76,7 +77,8 @@ def load(store: RedisStore, token: str) -> tuple[str, list[list[str]]]:
     store.levels = levels
     cursor = replay(store, since_us=snap.events_before_us)
     client.hset(keys.meta, mapping={"state": "ready", "cursor": cursor, "levels": json.dumps(levels),
-                                    "users": len(snap.user_ids), "load_seconds": round(time.perf_counter() - started, 3)})
+                                    "users": len(snap.user_ids), "load_seconds": round(time.perf_counter() - started, 3),
+                                    "loaded_at": datetime.now(UTC).isoformat(timespec="microseconds")})
     return cursor, levels
 
 

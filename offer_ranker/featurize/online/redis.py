@@ -65,12 +65,14 @@ class RedisStore(OnlineStore):
     timeout_ms : socket timeout of one command; an outage is detected within it
     retry_ms : after a failure, requests degrade at once for this long before the next attempt
     wait_seconds : how long opening the store waits for another replica loading the namespace
+    catch_up : apply other namespaces' journal events in the background (a serving store does)
+    reload : load the namespace from the snapshot again, even if it is there
     """
 
     def __init__(self, snapshot: Snapshot, manifest: Manifest, folder: Path, *, url: str, salt: str = "",
                  prefix: str = "or", user_ttl_days: float = 30.0, request_ttl_hours: float = 48.0,
                  journal_days: float = 7.0, timeout_ms: float = 250.0, retry_ms: float = 1000.0,
-                 wait_seconds: float = 300.0, catch_up: bool = True) -> None:
+                 wait_seconds: float = 300.0, catch_up: bool = True, reload: bool = False) -> None:
         import redis
 
         super().__init__(snapshot, manifest, salt=salt)
@@ -91,6 +93,8 @@ class RedisStore(OnlineStore):
         self._problem: str | None = "loading"
         self._stop = threading.Event()
         self._ready = threading.Event()
+        if reload:  # the namespace is loaded again from the snapshot (an operator's choice)
+            self.client.delete(self.keys.meta)
         self._keeper = threading.Thread(target=self._keep, args=(catch_up,), name="online-store", daemon=True)
         self._keeper.start()
 
