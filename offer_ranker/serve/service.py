@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import logging
+import os
 from typing import Any
 
 import bentoml

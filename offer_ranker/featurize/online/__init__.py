@@ -16,8 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from offer_ranker.featurize import snapshot as snapshots
-from offer_ranker.featurize.online.store import (EVENT_KINDS, Event, Feedback, OnlineStore, Served, StoreUnavailable,
-                                                 user_key)
+from offer_ranker.featurize.online.store import (
+    EVENT_KINDS,
+    Event,
+    Feedback,
+    OnlineStore,
+    Served,
+    StoreUnavailable,
+    user_key,
+)
 
 __all__ = ["EVENT_KINDS", "Event", "Feedback", "OnlineStore", "Served", "StoreUnavailable", "open_store", "user_key"]
 

@@ -7,7 +7,6 @@ import math
 import re
 import struct
 
-
 #: an offer's state: six little-endian doubles, OFFER_STATE order
 OFFER = struct.Struct("<6d")
 #: between the offer ids of a served request and of a journal entry

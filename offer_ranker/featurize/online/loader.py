@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 import uuid
+from datetime import UTC, datetime
 from threading import Event as Signal
 from typing import TYPE_CHECKING
 

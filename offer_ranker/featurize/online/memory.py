@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from offer_ranker.featurize.online.journal import Journal
-from offer_ranker.featurize.online.store import (EVENT_KINDS, Event, Feedback, OnlineStore, Served, feedback_time,
-                                                 utcnow)
+from offer_ranker.featurize.online.store import EVENT_KINDS, Event, Feedback, OnlineStore, Served, feedback_time, utcnow
 from offer_ranker.featurize.snapshot import NULL_TS, Manifest, Snapshot, epoch_us, plain
 from offer_ranker.featurize.vector import RequestState
 

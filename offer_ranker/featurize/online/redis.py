@@ -39,8 +39,15 @@ import numpy as np
 
 from offer_ranker.featurize.online import codec
 from offer_ranker.featurize.online.layout import OFFER, SEP, Keys, offer_delta, request_user
-from offer_ranker.featurize.online.store import (EVENT_KINDS, Event, Feedback, OnlineStore, Served, StoreUnavailable,
-                                                 user_key, user_tag)
+from offer_ranker.featurize.online.store import (
+    EVENT_KINDS,
+    Event,
+    Feedback,
+    OnlineStore,
+    Served,
+    StoreUnavailable,
+    user_key,
+)
 from offer_ranker.featurize.snapshot import Manifest, Snapshot, epoch_us
 from offer_ranker.featurize.vector import RequestState
 
