@@ -19,8 +19,8 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, folder: Path, port: int | None = None) -> None:
-        self.folder, self.port = folder, port or free_port()
+    def __init__(self, folder: Path, port: int | None = None, fsync: str = "always") -> None:
+        self.folder, self.port, self.fsync = folder, port or free_port(), fsync
         self.process: subprocess.Popen | None = None
 
     @property
@@ -31,7 +31,7 @@ class RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no"],
+             "--save", "", "--appendonly", "yes", "--appendfsync", self.fsync, "--protected-mode", "no"],
             stdout=(self.folder / "redis.log").open("a"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -66,6 +66,20 @@ def test_bundle_in_the_model_store_round_trips(trained, sample) -> None:
     assert trained.tag in [row["tag"] for row in model_store.listing()]
 
 
+def test_a_requests_rows_score_as_lightgbm_scores_them(trained, sample) -> None:
+    """The C-API call path for a request's few rows gives exactly what Booster.predict gives, in
+    memory after early stopping (best_iteration set) and loaded from the bundle's file."""
+    from offer_ranker.featurize.frame import with_position
+
+    _, X = sample
+    loaded = model_store.load(trained.tag)
+    for booster in (trained.bundle.ctr, trained.bundle.ranker, loaded.ctr, loaded.ranker):
+        rows = X[:20] if booster.model.num_feature() == X.shape[1] else with_position(X[:20], 1.0)
+        assert np.array_equal(booster.predict(rows), booster.model.predict(rows)), booster.kind
+        assert np.array_equal(booster.predict(rows[:1]), booster.model.predict(rows[:1]))
+    assert trained.bundle.ctr.model.best_iteration > 0  # the in-memory model stops early: the case that matters
+
+
 def test_p_click_is_a_calibrated_probability(trained, sim: Path) -> None:
     frame = read_frame(sim / "features")
     X = trained.bundle.spec.matrix(frame)
