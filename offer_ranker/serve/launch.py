@@ -50,6 +50,23 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
+    def kill(self) -> None:
+        """A crash: SIGKILL to the server and every process under it (BentoML's workers run in
+        their own process groups), with no chance to flush or shut down anything."""
+        import psutil
+
+        try:
+            tree = psutil.Process(self.process.pid)
+            processes = [tree, *tree.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for process in processes:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(processes, timeout=10)
+
     def __enter__(self) -> Server:
         return self
 

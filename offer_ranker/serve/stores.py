@@ -37,7 +37,7 @@ class StorePool:
             if self._journal is None and cfg.journal is not None:
                 self._journal = Journal(cfg.journal)
             store = open_store(folder, manifest, salt=cfg.hash_salt, journal=self._journal,
-                               remember=cfg.remember_requests)
+                               remember=cfg.remember_requests, user_ttl_days=cfg.user_ttl_days)
             for other in self.stores.values():  # arms of other snapshots count each other's events
                 other.siblings.append(store)
                 store.siblings.append(other)

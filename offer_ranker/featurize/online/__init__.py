@@ -30,7 +30,7 @@ __all__ = ["EVENT_KINDS", "Event", "Feedback", "OnlineStore", "Served", "StoreUn
 
 
 def open_store(path: Path | str, manifest: Mapping[str, Any] | Path | str | None = None, *, url: str | None = None,
-               salt: str = "", journal: Path | None = None, remember: int = 100_000,
+               salt: str = "", journal: Path | None = None, remember: int = 100_000, user_ttl_days: float = 30.0,
                **redis_options: Any) -> OnlineStore:
     """The online store for the snapshot at ``path`` (a features folder, or a snapshot folder whose
     manifest is ``manifest`` or in its parent folder).
@@ -40,6 +40,7 @@ def open_store(path: Path | str, manifest: Mapping[str, Any] | Path | str | None
     salt : the secret of the user-key hash (``serve.hash_salt``)
     journal : the memory store's journal file (None: not durable)
     remember : requests the memory store keeps for ``/feedback``
+    user_ttl_days : a user's recorded events are forgotten this long after their last one
     redis_options : see :class:`~.redis.RedisStore`
     """
     folder, found = snapshots.find(path, manifest)
@@ -48,7 +49,7 @@ def open_store(path: Path | str, manifest: Mapping[str, Any] | Path | str | None
     if url is None or url == "memory":
         from offer_ranker.featurize.online.memory import MemoryStore
 
-        return MemoryStore(snap, m, salt=salt, journal=journal, remember=remember)
+        return MemoryStore(snap, m, salt=salt, journal=journal, remember=remember, user_ttl_days=user_ttl_days)
     from offer_ranker.featurize.online.redis import RedisStore
 
-    return RedisStore(snap, m, folder, url=url, salt=salt, **redis_options)
+    return RedisStore(snap, m, folder, url=url, salt=salt, user_ttl_days=user_ttl_days, **redis_options)

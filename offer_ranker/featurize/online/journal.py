@@ -2,8 +2,11 @@
 
 On start the store loads its snapshot and replays the journal's events the snapshot does not count:
 those recorded on this very snapshot (a restart), and those dated from the snapshot's cutoff on (a
-move to a newer bundle's snapshot, which counts the logs up to its cutoff). Each event counts once. Lines hold user keys (salted hashes), never user ids. A line
-that cannot be read (a crash in the middle of a write) is skipped and counted.
+move to a newer bundle's snapshot, which counts the logs up to its cutoff). Each event counts once.
+Lines hold user keys (salted hashes), never user ids. A line that cannot be read (a crash in the
+middle of a write) is skipped and counted; the next line starts on a line of its own. Entries
+older than ``keep_days`` before the newest are dropped when the journal is opened, as Redis trims
+its journal stream: a snapshot older than that misses events.
 """
 
 from __future__ import annotations
@@ -21,11 +24,44 @@ log = logging.getLogger("offer_ranker.online")
 class Journal:
     """Append-only JSON lines, flushed per line: what was acknowledged survives the process."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep_days: float = 7.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.malformed = 0
+        if self.path.exists() and self.path.stat().st_size:
+            self._trim(keep_days)
         self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives with the store
+
+    def _trim(self, keep_days: float) -> None:
+        """Drop entries older than ``keep_days`` before the newest (and end a torn last line)."""
+        with open(self.path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            torn = handle.read(1) != b"\n"
+        times = [entry["t"] for entry in self._read() if isinstance(entry.get("t"), int)]
+        self.malformed = 0
+        if not times:
+            return
+        since = max(times) - int(keep_days * 86_400e6)
+        if min(times) >= since and not torn:
+            return
+        tmp = self.path.with_suffix(".trimming")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in self._read()
+                              if isinstance(e.get("t"), int) and e["t"] >= since)
+        os.replace(tmp, self.path)
+
+    def _read(self) -> Iterator[dict[str, Any]]:
+        with open(self.path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    self.malformed += 1
+                    continue
+                if isinstance(entry, dict):
+                    yield entry
+                else:
+                    self.malformed += 1
 
     def write(self, entry: dict[str, Any]) -> None:
         self._file.write(json.dumps(entry, separators=(",", ":")) + "\n")
@@ -33,26 +69,12 @@ class Journal:
     def entries(self, snapshot: str, since_us: int) -> Iterator[dict[str, Any]]:
         """The entries a snapshot does not count, in file order: recorded on ``snapshot`` (its id),
         or dated at or after ``since_us`` (µs since the epoch)."""
-        with open(self.path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    entry = json.loads(line)
-                    if entry.get("s") == snapshot or entry["t"] >= since_us:
-                        yield entry
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    self.malformed += 1
-
-    def compact(self, snapshot: str, since_us: int) -> int:
-        """Keep only the entries the snapshot does not count; returns how many. The file is replaced
-        atomically."""
-        kept = list(self.entries(snapshot, since_us))
-        tmp = self.path.with_suffix(".compacting")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in kept)
-        self._file.close()
-        os.replace(tmp, self.path)
-        self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-        return len(kept)
+        for entry in self._read():
+            try:
+                if entry.get("s") == snapshot or entry["t"] >= since_us:
+                    yield entry
+            except (KeyError, TypeError):
+                self.malformed += 1
 
     def close(self) -> None:
         self._file.close()

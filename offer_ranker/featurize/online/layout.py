@@ -16,7 +16,8 @@ _REQUEST = re.compile(r"^[0-9a-f]{16}-[0-9a-f]+$")
 
 class Keys:
     """The key names of one namespace. A user's keys hold the user key as 8 raw bytes in their hash
-    tag: short keys are much of a user's memory in Redis."""
+    tag (short keys are much of a user's memory in Redis), after a ``u``: a tag that began with
+    ``}`` would be empty, and Redis Cluster would hash the whole key instead."""
 
     def __init__(self, prefix: str, ns: str) -> None:
         self.prefix, self.ns = prefix, ns
@@ -35,7 +36,7 @@ class Keys:
         if not _REQUEST.match(request_id):
             return None
         tag, _, rest = request_id.partition("-")
-        return self._served + bytes.fromhex(tag) + b"}" + rest.encode()
+        return self._served + b"u" + bytes.fromhex(tag) + b"}" + rest.encode()
 
     def seen_user(self, key: int, event_id: str) -> bytes:
         return self._seen + _tag(key) + b"}" + event_id.encode()
@@ -43,9 +44,13 @@ class Keys:
     def seen_offers(self, event_id: str) -> str:
         return f"{self.prefix}:{{{self.ns}}}:s:{event_id}"
 
+    def patterns(self) -> list[bytes]:
+        """SCAN patterns of every key of the namespace (its users, seen keys, offers, metadata)."""
+        return [self._user + b"*", self._seen + b"*", f"{self.prefix}:{{{self.ns}}}:*".encode()]
+
 
 def _tag(key: int) -> bytes:
-    return (key & (2**64 - 1)).to_bytes(8, "big")
+    return b"u" + (key & (2**64 - 1)).to_bytes(8, "big")
 
 
 def request_user(request_id: str) -> int:

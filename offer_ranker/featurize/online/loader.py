@@ -20,19 +20,24 @@ once, whichever replica of whichever bundle recorded it.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from datetime import UTC, datetime
 from threading import Event as Signal
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from offer_ranker.featurize.online import codec
 from offer_ranker.featurize.online.layout import OFFER, offer_delta
 from offer_ranker.featurize.online.store import StoreUnavailable, user_key
-from offer_ranker.featurize.snapshot import OFFER_STATE, Snapshot, plain
+from offer_ranker.featurize.snapshot import NULL_TS, OFFER_STATE, Snapshot, plain
 
 if TYPE_CHECKING:
     from offer_ranker.featurize.online.redis import RedisStore
+
+log = logging.getLogger(__name__)
 
 #: users written per pipelined batch
 BATCH = 5_000
@@ -45,7 +50,7 @@ LATE_MS = 6 * 3_600_000
 def ensure_loaded(store: RedisStore, wait_seconds: float, stop: Signal | None = None) -> tuple[str, list[list[str]]]:
     """Load the store's namespace, or wait for another replica to; returns the journal position to
     read other namespaces' events from, and the levels of the user attributes."""
-    client, keys = store.client, store.keys
+    client, keys = store.keeper_client, store.keys
     deadline = time.monotonic() + wait_seconds
     while True:
         meta = client.hgetall(keys.meta)
@@ -67,7 +72,7 @@ def load(store: RedisStore, token: str) -> tuple[str, list[list[str]]]:
     """Write the snapshot's users and offers into the namespace, replay the journal's later events,
     mark it ready. Returns (journal position, levels of the user attributes)."""
     started = time.perf_counter()
-    client, keys = store.client, store.keys
+    client, keys = store.keeper_client, store.keys
     client.delete(keys.offers)
     client.hset(keys.meta, mapping={"state": "loading", "t_ref": repr(store.t_ref), "layout": store.layout,
                                     "snapshot": str(store.folder), "events_before": store.snapshot.events_before_us})
@@ -75,16 +80,58 @@ def load(store: RedisStore, token: str) -> tuple[str, list[list[str]]]:
     levels = write_users(store, snap, token)
     write_offers(store, snap)
     store.levels = levels
-    cursor = replay(store, since_us=snap.events_before_us)
+    cursor = replay(store, since_us=snap.events_before_us, token=token)
+    _renew(store, token)
     client.hset(keys.meta, mapping={"state": "ready", "cursor": cursor, "levels": json.dumps(levels),
                                     "users": len(snap.user_ids), "load_seconds": round(time.perf_counter() - started, 3),
                                     "loaded_at": datetime.now(UTC).isoformat(timespec="microseconds")})
+    for key in (keys.meta, keys.offers):  # they outlive the last replica serving the namespace by a TTL
+        client.pexpire(key, store.user_ttl_ms)
     return cursor, levels
 
 
+def _renew(store: RedisStore, token: str, pipe: object = None) -> None:
+    """Keep the load lock (or fail: another replica took over, this load must stop)."""
+    client = store.keeper_client
+    renewed = client.eval(_RENEW, 1, store.keys.lock, token, LOCK_MS)
+    if not renewed:
+        raise StoreUnavailable(f"lost the lock of namespace {store.keys.ns} while loading it")
+
+
+_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+
+
+def clear(store: RedisStore) -> None:
+    """Delete every key of the store's namespace, so that it is loaded again from the snapshot:
+    users the snapshot does not know and "seen" marks go too (else a replay would count the
+    first twice and skip the events of the second)."""
+    client = store.keeper_client
+    client.delete(store.keys.meta)
+    for pattern in store.keys.patterns():
+        batch = []
+        for key in client.scan_iter(match=pattern, count=BATCH):
+            batch.append(key)
+            if len(batch) >= BATCH:
+                client.unlink(*batch)
+                batch = []
+        if batch:
+            client.unlink(*batch)
+
+
+def still_loaded(store: RedisStore) -> bool:
+    """Whether the namespace is still there and ready; keeps its offers and metadata alive."""
+    pipe = store.keeper_client.pipeline(transaction=False)
+    pipe.hget(store.keys.meta, "state")
+    pipe.pexpire(store.keys.meta, store.user_ttl_ms)
+    pipe.pexpire(store.keys.offers, store.user_ttl_ms)
+    return pipe.execute()[0] == b"ready"
+
+
 def write_users(store: RedisStore, snap: Snapshot, token: str) -> list[list[str]]:
-    """Every user's state, in pipelined batches; returns the levels of the categorical attributes."""
-    client, keys = store.client, store.keys
+    """Every user's state, in pipelined batches, expiring ``user_ttl`` after their last visit
+    (counted from the snapshot's cutoff: users idle longer are not written); returns the levels of
+    the categorical attributes."""
+    client, keys = store.keeper_client, store.keys
     names = store.manifest.extras("user")
     levels = [sorted({v for v in snap.user_extras[n][:-1] if v is not None}) if kind == "c" else []
               for n, kind in zip(names, store.layout)]
@@ -92,8 +139,13 @@ def write_users(store: RedisStore, snap: Snapshot, token: str) -> list[list[str]
     extras = [snap.user_extras[n] for n in names]
     counts, last, signup = snap.user_counts, snap.user_last, snap.user_signup
     uo = snap.user_offers
+    visit = last[0][:-1]
+    idle_ms = np.where(visit == NULL_TS, 0, (snap.events_before_us - visit) // 1000)
+    ttl_ms = (store.user_ttl_ms - np.maximum(idle_ms, 0)).tolist()
     pipe = client.pipeline(transaction=False)
     for u, user_id in enumerate(snap.user_ids):
+        if ttl_ms[u] <= 0:
+            continue
         lo, hi = uo.offsets[u], uo.offsets[u + 1]
         entries = {}
         for j in range(lo, hi):
@@ -103,12 +155,10 @@ def write_users(store: RedisStore, snap: Snapshot, token: str) -> list[list[str]
         state = codec.UserState([int(c[u]) for c in counts], int(last[0][u]), int(last[1][u]), int(signup[u]),
                                 [plain(e[u]) for e in extras], entries)
         pipe.set(keys.user(user_key(str(user_id), store.salt)), codec.encode(state, store.base, store.layout, codes),
-                 px=store.user_ttl_ms)
+                 px=ttl_ms[u])
         if (u + 1) % BATCH == 0:
-            pipe.pexpire(keys.lock, LOCK_MS)
-            pipe.get(keys.lock)
-            if pipe.execute()[-1] != token.encode():
-                raise StoreUnavailable(f"lost the lock of namespace {keys.ns} while loading it")
+            pipe.execute()
+            _renew(store, token)
             pipe = client.pipeline(transaction=False)
     pipe.execute()
     return levels
@@ -118,46 +168,56 @@ def write_offers(store: RedisStore, snap: Snapshot) -> None:
     values = {oid: OFFER.pack(*row) for oid, row in zip(snap.offer_ids.tolist(), snap.offer_state[:-1].tolist())}
     items = list(values.items())
     for i in range(0, len(items), BATCH):
-        store.client.hset(store.keys.offers, mapping=dict(items[i:i + BATCH]))
+        store.keeper_client.hset(store.keys.offers, mapping=dict(items[i:i + BATCH]))
     assert len(OFFER_STATE) == 6
 
 
-def replay(store: RedisStore, since_us: int) -> str:
+def replay(store: RedisStore, since_us: int, token: str) -> str:
     """Apply the journal's events the snapshot does not count — dated at or after ``since_us``
     whichever namespace recorded them, or recorded on this namespace — each at most once; returns
     the journal position reached."""
     start = max(0, since_us // 1000 - LATE_MS)
     cursor = f"{start}-0"
     while True:
-        entries = store.client.xrange(store.keys.journal, min=f"({cursor}" if cursor != f"{start}-0" else cursor,
-                                      count=BATCH)
+        entries = store.keeper_client.xrange(store.keys.journal, count=BATCH,
+                                             min=f"({cursor}" if cursor != f"{start}-0" else cursor)
         if not entries:
             return cursor
         ns = store.keys.ns.encode()  # recorded on this namespace (lost and loaded again), or after the cutoff
-        apply_entries(store, [e for e in entries if e[1].get(b"n") == ns or int(e[1][b"t"]) >= since_us])
+        apply_entries(store, [e for e in entries if e[1].get(b"n") == ns or int(e[1].get(b"t", 0)) >= since_us])
         cursor = entries[-1][0].decode()
+        _renew(store, token)
 
 
 def catch_up(store: RedisStore, cursor: str, block_ms: int = 1000) -> str:
     """Apply the journal's events recorded by other namespaces after ``cursor``; returns the new
     position (also kept in the namespace's metadata)."""
-    reply = store.client.xread({store.keys.journal: cursor}, count=BATCH, block=block_ms)
+    reply = store.keeper_client.xread({store.keys.journal: cursor}, count=BATCH, block=block_ms)
     if not reply:
         return cursor
     entries = reply[0][1]
     ns = store.keys.ns.encode()
     apply_entries(store, [e for e in entries if e[1].get(b"n") != ns])
     cursor = entries[-1][0].decode()
-    store.client.hset(store.keys.meta, "cursor", cursor)
+    store.keeper_client.hset(store.keys.meta, "cursor", cursor)
     return cursor
 
 
 def apply_entries(store: RedisStore, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-    """Journal entries applied to the store's namespace, each under its "seen" keys."""
-    pipe = store.client.pipeline(transaction=False)
-    for _, e in entries:
-        kind, t, key, event_id = e[b"k"].decode(), int(e[b"t"]), int(e[b"u"]), e[b"i"].decode()
-        offers = e[b"o"].decode().split("\x1f")
+    """Journal entries applied to the store's namespace, each under its "seen" keys. An entry that
+    cannot be read or applied is logged, counted and skipped: it must not stop the ones after it."""
+    import redis
+
+    pipe = store.keeper_client.pipeline(transaction=False)
+    for entry_id, e in entries:
+        try:
+            kind, t, key, event_id = e[b"k"].decode(), int(e[b"t"]), int(e[b"u"]), e[b"i"].decode()
+            offers = e[b"o"].decode().split("\x1f")
+            if kind not in ("page", "impression", "click", "conversion"):
+                raise ValueError(f"unknown kind {kind!r}")
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            _skipped(store, entry_id, exc)
+            continue
         if kind == "page":
             store._page(pipe, "replay", key, store.keys.seen_user(key, event_id), t, offers, False, "")
             deltas = store._impressions(offers, range(1, len(offers) + 1), t)
@@ -168,7 +228,14 @@ def apply_entries(store: RedisStore, entries: list[tuple[bytes, dict[bytes, byte
             store._event(pipe, kind, key, offers[0], t, seen=store.keys.seen_user(key, event_id))
             deltas = [(offers[0], *offer_delta(kind, t, store.t_ref, store.tau))]
         store._offers(pipe, deltas, seen=store.keys.seen_offers(event_id))
-    pipe.execute()
+    for result in pipe.execute(raise_on_error=False):
+        if isinstance(result, redis.ResponseError):
+            _skipped(store, b"?", result)
+
+
+def _skipped(store: RedisStore, entry_id: bytes, problem: Exception) -> None:
+    store.skipped_entries += 1
+    log.warning("online store: journal entry %s skipped: %s", entry_id.decode(errors="replace"), problem)
 
 
 __all__ = ["catch_up", "ensure_loaded", "load", "replay"]

@@ -35,7 +35,7 @@ class MemoryStore(OnlineStore):
     """Not thread-safe: serialise the calls (one lock around the features and the records)."""
 
     def __init__(self, snapshot: Snapshot, manifest: Manifest, *, salt: str = "",
-                 journal: Path | Journal | None = None, remember: int = 100_000) -> None:
+                 journal: Path | Journal | None = None, remember: int = 100_000, user_ttl_days: float = 30.0) -> None:
         super().__init__(snapshot, manifest, salt=salt)
         # overlays: events recorded after the snapshot, as deltas (counts) and maxima (times)
         self._offer_delta: dict[str, list[float]] = {}  # offer_id -> OFFER_STATE deltas
@@ -48,6 +48,10 @@ class MemoryStore(OnlineStore):
         self._served: OrderedDict[str, Served] = OrderedDict()
         self._applied: dict[str, set[str]] = {}  # request id -> "offer event" already applied
         self.remember = remember
+        # users' recorded events are forgotten user_ttl after their last one (as Redis expires keys):
+        # user key -> time of the last event, oldest first
+        self._last_event: OrderedDict[int, int] = OrderedDict()
+        self.user_ttl_us = int(user_ttl_days * 86_400e6)
         #: stores of other snapshots in this process (A/B arms of other bundles): they count this
         #: store's events too, as a restart would replay them from the shared journal
         self.siblings: list[MemoryStore] = []
@@ -147,13 +151,29 @@ class MemoryStore(OnlineStore):
 
     def _fold(self, t: int) -> None:
         """Count the pending events dated strictly before ``t`` µs, in time order."""
+        newest = None
         while self._pending and self._pending[0][0] < t:
             when, _, key, row, offer_id, kind, expected = heapq.heappop(self._pending)
             self._count(key, row, offer_id, when, kind, expected)
+            newest = when
+        if newest is not None:
+            self._forget(newest - self.user_ttl_us)
+
+    def _forget(self, before: int) -> None:
+        """Drop the recorded events of users whose last event is older than ``before`` µs (their
+        snapshot rows stay): the process does not grow with every user it ever saw."""
+        while self._last_event:
+            key, last = next(iter(self._last_event.items()))
+            if last >= before:
+                return
+            del self._last_event[key]
+            self._user_delta.pop(key, None)
+            self._uo_delta.pop(key, None)
 
     def _count(self, key: int, row: int, offer_id: str, t: int, kind: tuple[int, int, int], expected: float) -> None:
         """Add one event at ``t`` µs (``kind``: impression, click, conversion as 0/1) to the overlays."""
         imp, clk, conv = kind
+        self._last_event[key] = max(t, self._last_event.pop(key, t))
         scaled = math.exp((t / 1e6 - self.t_ref) / self.tau)
         _add(self._offer_delta, offer_id, (imp, clk, conv, expected, imp * scaled, clk * scaled))
         d = _add(self._user_delta, key, (0, imp, clk, conv), times=2)
@@ -200,6 +220,11 @@ class MemoryStore(OnlineStore):
     def __repr__(self) -> str:
         return (f"MemoryStore(offers={len(self.snapshot.offer_ids)}, users={len(self.snapshot.user_ids)}, "
                 f"prior_day={self.prior_day}, overlay_users={len(self._user_delta)})")
+
+    @property
+    def overlay_users(self) -> int:
+        """Users with events recorded since the snapshot (and not yet forgotten)."""
+        return len(self._user_delta)
 
 
 def _datetime(us: int) -> datetime:

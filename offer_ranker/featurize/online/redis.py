@@ -23,6 +23,7 @@ replicas record (during a rolling switch of bundles), each at most once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -62,6 +63,10 @@ def script(name: str) -> str:
     return body if name == "user" else folder.joinpath("user.lua").read_text() + body
 
 
+#: how long the keeper blocks reading the journal, and how often it checks the namespace is there
+KEEPER_BLOCK_S, CHECK_S = 1.0, 5.0
+
+
 class RedisStore(OnlineStore):
     """The state of one snapshot's namespace in Redis. Thread-safe (redis-py's connection pool).
 
@@ -94,14 +99,17 @@ class RedisStore(OnlineStore):
         self.levels: list[list[str]] = []
         self.client = redis.Redis.from_url(url, socket_timeout=timeout_ms / 1000,
                                            socket_connect_timeout=timeout_ms / 1000, health_check_interval=30)
+        # the background keeper blocks on the journal for a second at a time: its own connection
+        self.keeper_client = redis.Redis.from_url(url, socket_timeout=max(timeout_ms / 1000, 1.0) + KEEPER_BLOCK_S,
+                                                  socket_connect_timeout=timeout_ms / 1000, health_check_interval=30)
         self.scripts = {name: self.client.register_script(script(name))
                         for name in ("page", "event", "feedback", "offers")}
         self._down_until = 0.0
+        self.skipped_entries = 0  # journal entries that could not be applied (logged)
         self._problem: str | None = "loading"
         self._stop = threading.Event()
         self._ready = threading.Event()
-        if reload:  # the namespace is loaded again from the snapshot (an operator's choice)
-            self.client.delete(self.keys.meta)
+        self._reload = reload  # load the namespace again from the snapshot (an operator's choice)
         self._keeper = threading.Thread(target=self._keep, args=(catch_up,), name="online-store", daemon=True)
         self._keeper.start()
 
@@ -128,6 +136,7 @@ class RedisStore(OnlineStore):
         self._stop.set()
         self._keeper.join(timeout=5)
         self.client.close()
+        self.keeper_client.close()
 
     # ---- reads --------------------------------------------------------------------------------
 
@@ -193,11 +202,14 @@ class RedisStore(OnlineStore):
         if status < 0:
             return Feedback(found=status == -2)
         t, position = int(result[1]), int(result[2])
-        if status == 1:
-            pipe = self.client.pipeline(transaction=False)
-            self._offers(pipe, [(offer_id, *offer_delta(event, t, self.t_ref, self.tau))])
-            self._journal(pipe, {"k": event, "t": t, "u": key, "o": offer_id})
-            self._run(pipe)
+        # the offer's count and the journal entry, under an id of this feedback: a retry after a
+        # failure half-way (user counted, offer not) completes it; the offer counts it once
+        event_id = hashlib.blake2b(f"{request_id}:{offer_id}:{event}".encode(), digest_size=8).hexdigest()
+        pipe = self.client.pipeline(transaction=False)
+        self._offers(pipe, [(offer_id, *offer_delta(event, t, self.t_ref, self.tau))],
+                     seen=self.keys.seen_offers(event_id))
+        self._journal(pipe, {"k": event, "t": t, "u": key, "o": offer_id}, event_id)
+        self._run(pipe)
         return Feedback(True, True, status == 1, _datetime(t), position, key)
 
     def apply(self, event: Event) -> None:
@@ -238,7 +250,7 @@ class RedisStore(OnlineStore):
                                                self._code(offer), offer], client=pipe)
 
     def _offers(self, pipe: Any, deltas: list[tuple[Any, ...]], seen: str | None = None) -> None:
-        args: list[Any] = [self.user_ttl_ms]
+        args: list[Any] = [self.seen_ttl_ms]
         for d in deltas:
             args += [d[0], *(repr(float(x)) for x in d[1:])]
         self.scripts["offers"](keys=[self.keys.offers] + ([seen] if seen else []), args=args, client=pipe)
@@ -247,8 +259,13 @@ class RedisStore(OnlineStore):
         scaled = math.exp((t / 1e6 - self.t_ref) / self.tau)
         return [(str(o), 1.0, 0.0, 0.0, self.position_ctr(p or 1), scaled, 0.0) for o, p in zip(offers, positions)]
 
-    def _journal(self, pipe: Any, entry: dict[str, Any]) -> None:
-        entry |= {"n": self.keys.ns, "i": uuid.uuid4().hex[:16]}
+    @property
+    def seen_ttl_ms(self) -> int:
+        """How long a "seen" key outlives its event: while the journal can still hold it."""
+        return self.journal_ms + 86_400_000
+
+    def _journal(self, pipe: Any, entry: dict[str, Any], event_id: str | None = None) -> None:
+        entry |= {"n": self.keys.ns, "i": event_id or uuid.uuid4().hex[:16]}
         minid = int(time.time() * 1000) - self.journal_ms
         pipe.xadd(self.keys.journal, {k: str(v) for k, v in entry.items()}, minid=minid, approximate=True)
 
@@ -260,33 +277,49 @@ class RedisStore(OnlineStore):
     def _run_one(self, call: Any) -> Any:
         import redis
 
-        if self._problem == "loading":
-            raise StoreUnavailable("the online store is loading its snapshot")
+        if not self._ready.is_set():
+            raise StoreUnavailable(f"the online store is not ready: {self._problem or 'loading'}")
         if time.monotonic() < self._down_until:
             raise StoreUnavailable("the online store is unavailable (retrying)")
         try:
             return call(self.client)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        # any Redis error: unreachable, a timeout, or an answer like READONLY (after a failover),
+        # OOM, LOADING, MISCONF; the request falls back, and the store is tried again soon
+        except (redis.RedisError, OSError) as exc:
             self._down_until = time.monotonic() + self.retry_ms / 1000
             log.warning("online store unavailable: %s (next attempt in %.0f ms)", exc, self.retry_ms)
             raise StoreUnavailable(f"the online store is unavailable: {exc}") from None
 
     def _keep(self, catch_up: bool) -> None:
-        """Load (or wait for) the namespace, then apply other namespaces' events as they come."""
+        """Load (or wait for) the namespace, then apply other namespaces' events as they come, and
+        every few seconds check that the namespace is still there (Redis restarted without its
+        data, or an operator reloads it): if not, serve from the snapshot until it is loaded again."""
         from offer_ranker.featurize.online import loader
 
-        cursor = None
+        cursor, checked = None, 0.0
         while not self._stop.is_set():
             try:
                 if cursor is None:
+                    if self._reload:
+                        loader.clear(self)
+                        self._reload = False
                     cursor, self.levels = loader.ensure_loaded(self, self.wait_seconds, self._stop)
                     self._problem = None
                     self._ready.set()
+                    checked = time.monotonic()
                     log.info("online store ready: namespace %s in %s", self.keys.ns, _safe(self.url))
+                if time.monotonic() - checked > CHECK_S:
+                    checked = time.monotonic()
+                    if not loader.still_loaded(self):
+                        log.warning("online store: namespace %s is gone or being reloaded; ranking from the "
+                                    "snapshot until it is loaded again", self.keys.ns)
+                        self._ready.clear()
+                        self._problem, cursor = "loading", None
+                        continue
                 if not catch_up:
                     self._stop.wait(1.0)
                     continue
-                cursor = loader.catch_up(self, cursor, block_ms=1000)
+                cursor = loader.catch_up(self, cursor, block_ms=int(KEEPER_BLOCK_S * 1000))
             except StoreUnavailable as exc:
                 self._problem = str(exc) if cursor is None else None
                 self._stop.wait(self.retry_ms / 1000)
