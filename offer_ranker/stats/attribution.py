@@ -50,7 +50,8 @@ def _share(total: np.ndarray, weights: np.ndarray, phi: np.ndarray) -> np.ndarra
     Where a row has no such column (its share came from the residual alone), it is spread over all
     columns by |φ|, or evenly when every φ is 0."""
     s = weights.sum(axis=1)
-    out = np.divide(weights * total[:, None], s[:, None], out=np.zeros_like(weights), where=s[:, None] != 0)
+    # the fraction first: weights * total could underflow to 0 for tiny (subnormal) weights
+    out = np.divide(weights, s[:, None], out=np.zeros_like(weights), where=s[:, None] != 0) * total[:, None]
     orphan = (s == 0) & (total != 0)
     if orphan.any() and phi.shape[1]:
         magnitude = np.abs(phi[orphan])

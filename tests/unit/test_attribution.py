@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.special import expit
@@ -32,6 +32,7 @@ def test_known_answer_with_two_features() -> None:
 
 
 @settings(max_examples=300, deadline=None)
+@example(np.where(np.arange(35).reshape(7, 5) == 0, 5e-324, 0.0), 0.0, np.ones(7))  # a subnormal weight
 @given(arrays(np.float64, (7, 5), elements=st.floats(-12, 12)), st.floats(-8, 4),
        arrays(np.float64, 7, elements=st.floats(-3, 3)))
 def test_bounded_additive_and_sign_preserving(phi: np.ndarray, base: float, residual: np.ndarray) -> None:
