@@ -111,8 +111,7 @@ def start_target(target: str, tmp: Path, tag: str, redis_url: str) -> launch.Ser
     port = launch.free_port()
     if target.startswith("floor"):
         workers = 1 if target == "floor_1" else os.cpu_count() or 1
-        command = [sys.executable, "-m", "uvicorn", "benchmarks.floor_app:app", "--port", str(port),
-                   "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+        command = [sys.executable, str(HERE / "floor_app.py"), "--port", str(port), "--workers", str(workers)]
         return launch.start(command, tmp / f"{target}.log", port=port,
                             env=dict(os.environ, FLOOR_BOOSTER=str(tmp / "booster.txt")))
     command = None

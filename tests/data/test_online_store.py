@@ -136,3 +136,8 @@ def test_any_redis_error_degrades_the_request(redis_store, sim: Path) -> None:
         store.client.config_set("maxmemory", 0)
     store._down_until = 0.0  # (the circuit would let the next attempt through after retry_ms)
     _page(store, sim / "features", "oom")
+
+
+def test_offers_hash_is_a_hash_table_whatever_its_size(redis_store) -> None:
+    # as a listpack (Redis's compact form below 128-512 fields) each HMGET field is a linear scan
+    assert redis_store.client.object("encoding", redis_store.keys.offers) == b"hashtable"

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: a field of the offers hash that is no offer id: its value describes the others' layout
+LAYOUT_FIELD = "\x00layout"
 #: users written per pipelined batch
 BATCH = 5_000
 #: how long a loader's lock lives without being renewed (a loader that dies frees it then)
@@ -166,6 +168,10 @@ def write_users(store: RedisStore, snap: Snapshot, token: str) -> list[list[str]
 
 def write_offers(store: RedisStore, snap: Snapshot) -> None:
     values = {oid: OFFER.pack(*row) for oid, row in zip(snap.offer_ids.tolist(), snap.offer_state[:-1].tolist())}
+    # a value longer than hash-max-listpack-value (64 B) makes Redis keep the hash as a hash table
+    # for good: as a listpack (up to 128-512 fields) every HMGET field is a linear scan, ~100 µs
+    # for a ranking's 20 candidates among 400 offers instead of ~5 µs
+    values[LAYOUT_FIELD] = ("six little-endian doubles per offer: " + ", ".join(OFFER_STATE)).encode()
     items = list(values.items())
     for i in range(0, len(items), BATCH):
         store.keeper_client.hset(store.keys.offers, mapping=dict(items[i:i + BATCH]))
