@@ -13,6 +13,7 @@ import pytest
 
 from offer_ranker.config import ServeConfig
 from offer_ranker.featurize.online.layout import OFFER
+from offer_ranker.featurize.online.loader import LAYOUT_FIELD
 from offer_ranker.model.train import TrainResult
 from offer_ranker.serve import launch
 from offer_ranker.serve.api import Feedback, RankRequest
@@ -93,7 +94,7 @@ def test_concurrent_feedback_across_replicas_counts_exactly(trained: TrainResult
 
         r = redis.Redis.from_url(redis_server.url)
         key = next(k for k in r.scan_iter(match="or:{*}:offers"))
-        before = {o: offers_hash.unpack(v)[1] for o, v in r.hgetall(key).items()}
+        before = {o: offers_hash.unpack(v)[1] for o, v in r.hgetall(key).items() if o != LAYOUT_FIELD.encode()}
 
         def send(i: int) -> list[int]:
             # 8 clients, each sends every event to both replicas, in its own order: 16 copies of each
@@ -109,7 +110,7 @@ def test_concurrent_feedback_across_replicas_counts_exactly(trained: TrainResult
         a.stop()
         b.stop()
     assert statuses == [200] * (16 * len(events))
-    after = {o: offers_hash.unpack(v)[1] for o, v in r.hgetall(key).items()}
+    after = {o: offers_hash.unpack(v)[1] for o, v in r.hgetall(key).items() if o != LAYOUT_FIELD.encode()}
     gained = {o.decode(): after[o] - before.get(o, 0.0) for o in after}
     expected: dict[str, float] = {}
     for _, offer in events:

@@ -65,6 +65,9 @@ def script(name: str) -> str:
 
 #: how long the keeper blocks reading the journal, and how often it checks the namespace is there
 KEEPER_BLOCK_S, CHECK_S = 1.0, 5.0
+#: the pause after reading some of the journal: other namespaces' events arrive within it, in
+#: batches (the journal also carries this namespace's own events, which the keeper skips)
+CATCH_UP_PAUSE_S = 0.25
 
 
 class RedisStore(OnlineStore):
@@ -105,6 +108,7 @@ class RedisStore(OnlineStore):
         self.scripts = {name: self.client.register_script(script(name))
                         for name in ("page", "event", "feedback", "offers")}
         self._down_until = 0.0
+        self._scripts_loaded = False
         self.skipped_entries = 0  # journal entries that could not be applied (logged)
         self._problem: str | None = "loading"
         self._stop = threading.Event()
@@ -242,18 +246,23 @@ class RedisStore(OnlineStore):
                            int(dated), arm, self.keys.ns]
         for offer in offers:
             args += [self._code(offer), offer]
-        self.scripts["page"](keys=[self.keys.user(key), second_key], args=args, client=pipe)
+        self._script(pipe, "page", [self.keys.user(key), second_key], args)
 
     def _event(self, pipe: Any, kind: str, key: int, offer: str, t: int, seen: str | None = None) -> None:
         keys = [self.keys.user(key)] + ([seen] if seen else [])
-        self.scripts["event"](keys=keys, args=[kind, t, self.base, self.layout, self.user_ttl_ms,
-                                               self._code(offer), offer], client=pipe)
+        self._script(pipe, "event", keys, [kind, t, self.base, self.layout, self.user_ttl_ms, self._code(offer), offer])
 
     def _offers(self, pipe: Any, deltas: list[tuple[Any, ...]], seen: str | None = None) -> None:
         args: list[Any] = [self.seen_ttl_ms]
         for d in deltas:
             args += [d[0], *(repr(float(x)) for x in d[1:])]
-        self.scripts["offers"](keys=[self.keys.offers] + ([seen] if seen else []), args=args, client=pipe)
+        self._script(pipe, "offers", [self.keys.offers] + ([seen] if seen else []), args)
+
+    def _script(self, pipe: Any, name: str, keys: list[Any], args: list[Any]) -> None:
+        """EVALSHA of one of the scripts. (redis-py's Script in a pipeline asks SCRIPT EXISTS
+        first, one more round trip per pipeline. Here they are loaded once, and again after a
+        connection failure or a NOSCRIPT answer: Redis forgets them when it restarts.)"""
+        pipe.evalsha(self.scripts[name].sha, len(keys), *keys, *args)
 
     def _impressions(self, offers: Sequence[str], positions: Iterable[int | None], t: int) -> list[tuple[Any, ...]]:
         scaled = math.exp((t / 1e6 - self.t_ref) / self.tau)
@@ -272,7 +281,14 @@ class RedisStore(OnlineStore):
     # ---- connection ---------------------------------------------------------------------------
 
     def _run(self, pipe: Any) -> list[Any]:
-        return self._run_one(lambda _: pipe.execute())
+        def run(client: Any) -> list[Any]:
+            if not self._scripts_loaded:
+                for s in self.scripts.values():
+                    client.script_load(s.script)
+                self._scripts_loaded = True
+            return pipe.execute()
+
+        return self._run_one(run)
 
     def _run_one(self, call: Any) -> Any:
         import redis
@@ -286,6 +302,9 @@ class RedisStore(OnlineStore):
         # any Redis error: unreachable, a timeout, or an answer like READONLY (after a failover),
         # OOM, LOADING, MISCONF; the request falls back, and the store is tried again soon
         except (redis.RedisError, OSError) as exc:
+            self._scripts_loaded = False  # Redis may have restarted, forgetting them
+            if isinstance(exc, redis.exceptions.NoScriptError):
+                raise StoreUnavailable("Redis had forgotten the store's scripts (restarted?); they are loaded on the next attempt") from None
             self._down_until = time.monotonic() + self.retry_ms / 1000
             log.warning("online store unavailable: %s (next attempt in %.0f ms)", exc, self.retry_ms)
             raise StoreUnavailable(f"the online store is unavailable: {exc}") from None
@@ -319,7 +338,10 @@ class RedisStore(OnlineStore):
                 if not catch_up:
                     self._stop.wait(1.0)
                     continue
-                cursor = loader.catch_up(self, cursor, block_ms=int(KEEPER_BLOCK_S * 1000))
+                reached = loader.catch_up(self, cursor, block_ms=int(KEEPER_BLOCK_S * 1000))
+                if reached != cursor:  # read in batches: every replica's events pass through here
+                    self._stop.wait(CATCH_UP_PAUSE_S)
+                cursor = reached
             except StoreUnavailable as exc:
                 self._problem = str(exc) if cursor is None else None
                 self._stop.wait(self.retry_ms / 1000)
