@@ -141,3 +141,38 @@ def test_any_redis_error_degrades_the_request(redis_store, sim: Path) -> None:
 def test_offers_hash_is_a_hash_table_whatever_its_size(redis_store) -> None:
     # as a listpack (Redis's compact form below 128-512 fields) each HMGET field is a linear scan
     assert redis_store.client.object("encoding", redis_store.keys.offers) == b"hashtable"
+
+
+def test_bulk_encoding_is_the_codec_byte_for_byte(sim: Path) -> None:
+    """Loading encodes every user at once with numpy; each value must be what codec.encode writes."""
+    import numpy as np
+
+    from offer_ranker.featurize.online import bulk, codec
+    from offer_ranker.featurize.snapshot import Manifest, Snapshot, find, plain
+
+    folder, found = find(sim / "features")
+    manifest = Manifest.of(found)
+    snap = Snapshot(folder, manifest)
+    n, uo, base = len(snap.user_ids), snap.user_offers, 1_700_000_000_000_000
+    names = manifest.extras("user")
+    layout = "".join("n" if manifest.dtypes[name] == "numeric" else "c" for name in names)
+    levels = [sorted({v for v in snap.user_extras[x][:-1] if v is not None}) if k == "c" else []
+              for x, k in zip(names, layout)]
+    codes = [{v: i + 1 for i, v in enumerate(lv)} for lv in levels]
+    extras = [("n", np.array([np.nan if plain(v) is None else float(v) for v in snap.user_extras[x][:n]]))
+              if k == "n" else ("c", np.array([0 if v is None else c.get(v, 0) for v in snap.user_extras[x][:n]]))
+              for x, k, c in zip(names, layout, codes)]
+    user = np.repeat(np.arange(n), np.diff(uo.offsets[:n + 1]))
+    ok = uo.offer[:len(user)] >= 0
+    assert layout and (~ok).sum() >= 0 and len(user) > n  # attributes and several entries per user
+    values = bulk.encode_users([c[:n] for c in snap.user_counts], snap.user_last[0][:n], snap.user_last[1][:n],
+                               snap.user_signup[:n], extras, user[ok], uo.offer[:len(user)][ok].astype(np.int64) + 1,
+                               uo.counts[:, :len(user)][:, ok], uo.seen[:len(user)][ok], base)
+    for u in range(n):
+        entries = {int(uo.offer[j]) + 1: [int(uo.counts[0, j]), int(uo.counts[1, j]), int(uo.counts[2, j]),
+                                          int(uo.seen[j])]
+                   for j in range(uo.offsets[u], uo.offsets[u + 1]) if uo.offer[j] >= 0}
+        state = codec.UserState([int(c[u]) for c in snap.user_counts], int(snap.user_last[0][u]),
+                                int(snap.user_last[1][u]), int(snap.user_signup[u]),
+                                [plain(snap.user_extras[x][u]) for x in names], entries)
+        assert values[u] == codec.encode(state, base, layout, codes), u

@@ -31,6 +31,10 @@ class Keys:
     def user(self, key: int) -> bytes:
         return self._user + _tag(key) + b"}"
 
+    def user_of_digest(self, digest: bytes) -> bytes:
+        """:meth:`user` of the key whose 8 bytes are ``digest`` (see ``store.user_digest``)."""
+        return self._user + b"u" + digest + b"}"
+
     def served(self, request_id: str) -> bytes | None:
         """The served request's key, or None for an id this service did not make."""
         if not _REQUEST.match(request_id):

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from offer_ranker.featurize.online import codec
+from offer_ranker.featurize.online import bulk
 from offer_ranker.featurize.online.layout import OFFER, offer_delta
-from offer_ranker.featurize.online.store import StoreUnavailable, user_key
+from offer_ranker.featurize.online.store import StoreUnavailable, user_digest
 from offer_ranker.featurize.snapshot import NULL_TS, OFFER_STATE, Snapshot, plain
 
 if TYPE_CHECKING:
@@ -130,40 +130,58 @@ def still_loaded(store: RedisStore) -> bool:
 
 
 def write_users(store: RedisStore, snap: Snapshot, token: str) -> list[list[str]]:
-    """Every user's state, in pipelined batches, expiring ``user_ttl`` after their last visit
-    (counted from the snapshot's cutoff: users idle longer are not written); returns the levels of
-    the categorical attributes."""
+    """Every user's state, expiring ``user_ttl`` after their last visit (counted from the
+    snapshot's cutoff: users idle longer are not written); returns the levels of the categorical
+    attributes. Values are encoded all at once (:mod:`.bulk`) and sent as raw SET commands in
+    batches, so that Redis, not Python, bounds the load."""
     client, keys = store.keeper_client, store.keys
     names = store.manifest.extras("user")
-    levels = [sorted({v for v in snap.user_extras[n][:-1] if v is not None}) if kind == "c" else []
-              for n, kind in zip(names, store.layout)]
-    codes = [{v: i + 1 for i, v in enumerate(lv)} for lv in levels]
-    extras = [snap.user_extras[n] for n in names]
-    counts, last, signup = snap.user_counts, snap.user_last, snap.user_signup
+    n = len(snap.user_ids)
+    levels = [sorted({v for v in snap.user_extras[name][:-1] if v is not None}) if kind == "c" else []
+              for name, kind in zip(names, store.layout)]
+    extras = []
+    for name, kind, level in zip(names, store.layout, levels):
+        values = snap.user_extras[name][:n]
+        if kind == "n":
+            numeric = np.array([np.nan if plain(v) is None else float(v) for v in values], dtype=np.float64)
+            extras.append(("n", np.where(np.isnan(numeric), np.nan, numeric)))  # one NaN bit pattern
+        else:
+            code = {v: i + 1 for i, v in enumerate(level)}
+            extras.append(("c", np.array([0 if v is None else code.get(v, 0) for v in values], dtype=np.int64)))
     uo = snap.user_offers
-    visit = last[0][:-1]
+    entry_user = np.repeat(np.arange(n), np.diff(uo.offsets[:n + 1]))
+    catalogued = uo.offer[:len(entry_user)] >= 0  # an offer missing from the catalogue: no feature reads its row
+    values = bulk.encode_users(
+        [np.asarray(c[:n]) for c in snap.user_counts], snap.user_last[0][:n], snap.user_last[1][:n],
+        np.asarray(snap.user_signup[:n]), extras, entry_user[catalogued],
+        uo.offer[:len(entry_user)][catalogued].astype(np.int64) + 1, uo.counts[:, :len(entry_user)][:, catalogued],
+        uo.seen[:len(entry_user)][catalogued], store.base)
+    visit = snap.user_last[0][:n]
     idle_ms = np.where(visit == NULL_TS, 0, (snap.events_before_us - visit) // 1000)
     ttl_ms = (store.user_ttl_ms - np.maximum(idle_ms, 0)).tolist()
-    pipe = client.pipeline(transaction=False)
-    for u, user_id in enumerate(snap.user_ids):
-        if ttl_ms[u] <= 0:
-            continue
-        lo, hi = uo.offsets[u], uo.offsets[u + 1]
-        entries = {}
-        for j in range(lo, hi):
-            row = int(uo.offer[j])
-            if row >= 0:  # an offer missing from the catalogue has no attributes: no feature reads its row
-                entries[row + 1] = [int(uo.counts[0, j]), int(uo.counts[1, j]), int(uo.counts[2, j]), int(uo.seen[j])]
-        state = codec.UserState([int(c[u]) for c in counts], int(last[0][u]), int(last[1][u]), int(signup[u]),
-                                [plain(e[u]) for e in extras], entries)
-        pipe.set(keys.user(user_key(str(user_id), store.salt)), codec.encode(state, store.base, store.layout, codes),
-                 px=ttl_ms[u])
-        if (u + 1) % BATCH == 0:
-            pipe.execute()
+    salt, ids = store.salt.encode(), snap.user_ids.tolist()
+    connection = client.connection_pool.get_connection()
+    try:
+        for lo in range(0, n, BATCH):
+            commands = [_set(keys.user_of_digest(user_digest(str(ids[u]), salt)), values[u], ttl_ms[u])
+                        for u in range(lo, min(lo + BATCH, n)) if ttl_ms[u] > 0]
+            connection.send_packed_command([b"".join(commands)])
+            for _ in commands:
+                connection.read_response()
             _renew(store, token)
-            pipe = client.pipeline(transaction=False)
-    pipe.execute()
+    except BaseException:
+        connection.disconnect()  # replies may be left unread
+        raise
+    finally:
+        client.connection_pool.release(connection)
     return levels
+
+
+def _set(key: bytes, value: bytes, ttl_ms: int) -> bytes:
+    """``SET key value PX ttl`` in the Redis protocol."""
+    ttl = str(ttl_ms).encode()
+    return b"*5\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$2\r\nPX\r\n$%d\r\n%b\r\n" % (
+        len(key), key, len(value), value, len(ttl), ttl)
 
 
 def write_offers(store: RedisStore, snap: Snapshot) -> None:

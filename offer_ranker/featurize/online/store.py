@@ -41,8 +41,12 @@ def user_key(user_id: str, salt: str = "") -> int:
     """The user's key in the online state: the first 64 bits of HMAC-SHA256 of the id, keyed by
     ``salt`` (``serve.hash_salt``); as 16 hex digits (:func:`user_tag`) it is the hashed id of the
     prediction log."""
-    digest = hmac.new(salt.encode(), user_id.encode(), hashlib.sha256).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return int.from_bytes(user_digest(user_id, salt.encode()), "big", signed=True)
+
+
+def user_digest(user_id: str, salt: bytes) -> bytes:
+    """The 8 bytes of :func:`user_key`."""
+    return hmac.digest(salt, user_id.encode(), "sha256")[:8]
 
 
 def user_tag(key: int) -> str:
