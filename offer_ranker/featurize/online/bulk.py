@@ -14,6 +14,7 @@ import numpy as np
 from offer_ranker.featurize.online.codec import MAX_PAGES, VERSION
 from offer_ranker.featurize.snapshot import NULL_TS
 
+
 def varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unsigned LEB128 of non-negative int64 ``values``: (lengths, (n, width) uint8 bytes), width
     as wide as the largest value needs."""

@@ -13,7 +13,6 @@ user id, in memory, in Redis or on disk.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import uuid
 from abc import ABC, abstractmethod
