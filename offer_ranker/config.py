@@ -222,8 +222,10 @@ class ServeConfig(_Strict):
     @field_validator("online_store")
     @classmethod
     def _store(cls, value: str) -> str:
-        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://", "valkey://")):
-            raise ValueError("'memory' or a redis://host:port/db URL (rediss://, unix:// too)")
+        schemes = ("redis://", "rediss://", "unix://", "valkey://", "redis+cluster://", "rediss+cluster://")
+        if value != "memory" and not value.startswith(schemes):
+            raise ValueError("'memory' or a redis://host:port/db URL (rediss://, unix://; redis+cluster://host:port "
+                             "for Redis Cluster)")
         return value.replace("valkey://", "redis://", 1)
 
     def worker_count(self, cores: int) -> int:

@@ -15,7 +15,7 @@ import pytest
 from offer_ranker.config import SimulateConfig
 from offer_ranker.data.ingest import ingest
 from offer_ranker.featurize.build import build_features
-from offer_ranker.featurize.online import Event, OnlineStore
+from offer_ranker.featurize.online import Event, OnlineStore, Served
 from offer_ranker.simulator import simulate
 
 RTOL = ATOL = 1e-9
@@ -221,3 +221,35 @@ def test_events_at_or_after_the_request_time_are_not_seen(tmp_path: Path) -> Non
     later = store.feature_columns({**request, "ts": t + timedelta(hours=3)})
     assert list(later["user_impressions"]) == [2.0, 2.0] and list(later["uo_clicks"]) == [1.0, 0.0]
     assert list(later["imp_x_price"]) == [9.0, 12.0]  # the request carries the raw column name
+
+
+def test_replayed_day_matches_training_frame_on_redis_cluster(built: tuple[Path, datetime],
+                                                               tmp_path: Path) -> None:
+    """The same replay on a three-node Redis Cluster (redis+cluster://): every script and command
+    touches one slot, the cluster client routes them, the features are the same to 1e-9."""
+    from tests.redis_server import RedisCluster, require_redis
+
+    require_redis()
+    root, as_of = built
+    with RedisCluster(tmp_path / "cluster") as cluster:
+        store = OnlineStore.load(root / "features", url=cluster.url)
+        assert store.wait_ready(120), store.status()
+        try:
+            offline, online, applied = replay(root, as_of, store)
+            # a served page and its feedback (the served request and the user share a slot)
+            key, ts = store.user_key("cluster-user"), as_of + timedelta(days=1)
+            request_id = store.new_request_id(key)
+            offer = str(store.snapshot.offer_ids[0])
+            store.record_page(request_id, "cluster-user", Served(key, ts, True, (offer,), ""), [1])
+            assert store.record_feedback(request_id, offer, "click", None).applied
+            assert not store.record_feedback(request_id, offer, "click", None).applied  # a retry: once
+            nodes = {n.name for n in store.client.get_primaries()}
+            holding = {n.name for n in store.client.get_primaries()
+                       if store.client.dbsize(target_nodes=n) > 0}
+        finally:
+            store.close()
+    manifest = json.loads((root / "features" / "manifest.json").read_text())
+    dtypes = {f["name"]: f["dtype"] for f in manifest["features"]}
+    assert offline.height == online.height and applied > offline.height
+    assert len(nodes) == 3 and holding == nodes  # the users really are spread over the nodes
+    compare(offline, online, dtypes)

@@ -93,7 +93,11 @@ def test_concurrent_feedback_across_replicas_counts_exactly(trained: TrainResult
         import redis
 
         r = redis.Redis.from_url(redis_server.url)
-        key = next(k for k in r.scan_iter(match="or:{*}:offers"))
+        from offer_ranker.featurize.online.layout import Keys
+        from offer_ranker.featurize.snapshot import _snapshot_id
+        from offer_ranker.model.store import bentoml_path
+
+        key = Keys("or", _snapshot_id(Path(bentoml_path(trained.tag)) / "snapshot")).offers  # the bundle's namespace
         before = {o: offers_hash.unpack(v)[1] for o, v in r.hgetall(key).items() if o != LAYOUT_FIELD.encode()}
 
         def send(i: int) -> list[int]:

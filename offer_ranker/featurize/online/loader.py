@@ -160,13 +160,21 @@ def write_users(store: RedisStore, snap: Snapshot, token: str) -> list[list[str]
     idle_ms = np.where(visit == NULL_TS, 0, (snap.events_before_us - visit) // 1000)
     ttl_ms = (store.user_ttl_ms - np.maximum(idle_ms, 0)).tolist()
     salt, ids = store.salt.encode(), snap.user_ids.tolist()
+    batches = ([(keys.user_of_digest(user_digest(str(ids[u]), salt)), values[u], ttl_ms[u])
+                for u in range(lo, min(lo + BATCH, n)) if ttl_ms[u] > 0] for lo in range(0, n, BATCH))
+    if not hasattr(client, "connection_pool"):  # a Redis Cluster: its pipeline sends each key to its node
+        for batch in batches:
+            pipe = client.pipeline(transaction=False)
+            for key, value, ttl in batch:
+                pipe.set(key, value, px=ttl)
+            pipe.execute()
+            _renew(store, token)
+        return levels
     connection = client.connection_pool.get_connection()
     try:
-        for lo in range(0, n, BATCH):
-            commands = [_set(keys.user_of_digest(user_digest(str(ids[u]), salt)), values[u], ttl_ms[u])
-                        for u in range(lo, min(lo + BATCH, n)) if ttl_ms[u] > 0]
-            connection.send_packed_command([b"".join(commands)])
-            for _ in commands:
+        for batch in batches:
+            connection.send_packed_command([b"".join(_set(*command) for command in batch)])
+            for _ in batch:
                 connection.read_response()
             _renew(store, token)
     except BaseException:

@@ -73,7 +73,7 @@ CATCH_UP_PAUSE_S = 0.25
 class RedisStore(OnlineStore):
     """The state of one snapshot's namespace in Redis. Thread-safe (redis-py's connection pool).
 
-    url : ``redis://host:port/db`` (``rediss://``, ``unix://``)
+    url : ``redis://host:port/db`` (``rediss://``, ``unix://``), or ``redis+cluster://host:port``
     user_ttl_days : a user's state expires this long after their last event
     request_ttl_hours : how long a served request takes feedback
     journal_days : how far back the journal reaches (a snapshot older than that misses events)
@@ -88,7 +88,6 @@ class RedisStore(OnlineStore):
                  prefix: str = "or", user_ttl_days: float = 30.0, request_ttl_hours: float = 48.0,
                  journal_days: float = 7.0, timeout_ms: float = 250.0, retry_ms: float = 1000.0,
                  wait_seconds: float = 300.0, catch_up: bool = True, reload: bool = False) -> None:
-        import redis
 
         super().__init__(snapshot, manifest, salt=salt)
         self.url, self.folder = url, folder
@@ -100,10 +99,10 @@ class RedisStore(OnlineStore):
         self.base = int(round(snapshot.t_ref * 1e6))
         self.layout = "".join("n" if manifest.dtypes[name] == "numeric" else "c" for name in manifest.extras("user"))
         self.levels: list[list[str]] = []
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout_ms / 1000,
+        self.client = _connect(url, socket_timeout=timeout_ms / 1000,
                                            socket_connect_timeout=timeout_ms / 1000, health_check_interval=30)
         # the background keeper blocks on the journal for a second at a time: its own connection
-        self.keeper_client = redis.Redis.from_url(url, socket_timeout=max(timeout_ms / 1000, 1.0) + KEEPER_BLOCK_S,
+        self.keeper_client = _connect(url, socket_timeout=max(timeout_ms / 1000, 1.0) + KEEPER_BLOCK_S,
                                                   socket_connect_timeout=timeout_ms / 1000, health_check_interval=30)
         self.scripts = {name: self.client.register_script(script(name))
                         for name in ("page", "event", "feedback", "offers")}
@@ -262,7 +261,7 @@ class RedisStore(OnlineStore):
         """EVALSHA of one of the scripts. (redis-py's Script in a pipeline asks SCRIPT EXISTS
         first, one more round trip per pipeline. Here they are loaded once, and again after a
         connection failure or a NOSCRIPT answer: Redis forgets them when it restarts.)"""
-        pipe.evalsha(self.scripts[name].sha, len(keys), *keys, *args)
+        pipe.execute_command("EVALSHA", self.scripts[name].sha, len(keys), *keys, *args)
 
     def _impressions(self, offers: Sequence[str], positions: Iterable[int | None], t: int) -> list[tuple[Any, ...]]:
         scaled = math.exp((t / 1e6 - self.t_ref) / self.tau)
@@ -351,6 +350,19 @@ class RedisStore(OnlineStore):
                 else:
                     log.exception("online store keeper failed; retrying")
                 self._stop.wait(self.retry_ms / 1000)
+
+
+def _connect(url: str, **options: Any) -> Any:
+    """A client of the Redis at ``url``; ``redis+cluster://host:port`` (``rediss+cluster://``) is a
+    Redis Cluster, any node of it (redis-py's cluster client routes each command to its slot)."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    scheme, _, rest = url.partition("://")
+    if scheme.endswith("+cluster"):
+        options.pop("health_check_interval", None)
+        return RedisCluster.from_url(f"{scheme.removesuffix('+cluster')}://{rest}", **options)
+    return redis.Redis.from_url(url, **options)
 
 
 def _utcnow() -> datetime:
