@@ -223,6 +223,7 @@ def test_events_at_or_after_the_request_time_are_not_seen(tmp_path: Path) -> Non
     assert list(later["imp_x_price"]) == [9.0, 12.0]  # the request carries the raw column name
 
 
+@pytest.mark.slow  # three more redis-servers and a cluster handshake: `make test-all` runs it
 def test_replayed_day_matches_training_frame_on_redis_cluster(built: tuple[Path, datetime],
                                                                tmp_path: Path) -> None:
     """The same replay on a three-node Redis Cluster (redis+cluster://): every script and command
