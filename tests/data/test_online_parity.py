@@ -45,18 +45,20 @@ def events_since(impressions: pl.DataFrame, as_of: datetime) -> list[Event]:
     return [Event(k, u, o, t, p) for k, t, u, o, p in frame.iter_rows()]
 
 
-def replay(root: Path, as_of: datetime, store: OnlineStore | None = None) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """(offline rows, online rows) of every request at or after ``as_of``, same row order, and
-    the number of events applied to the store (default: the memory store of the snapshot)."""
-    store = store or OnlineStore.load(root / "features")
+def requests(root: Path, features: Path, since: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The training rows from ``since`` on, and the same rows as logged (user, time, context, price)."""
     logged = pl.read_parquet(root / "ingested" / "impressions.parquet")
-    events = events_since(logged, as_of)
-    train = pl.read_parquet(root / "features" / "train.parquet").filter(pl.col("ts") >= as_of)
+    train = pl.read_parquet(features / "train.parquet").filter(pl.col("ts") >= since)
     rows = train.select("request_id", "offer_id").join(
         logged.select("request_id", "offer_id", "user_id", "ts", "device", "country", "surface", "price"),
         on=["request_id", "offer_id"], how="left", maintain_order="left")
+    return train, rows
+
+
+def serve(store: OnlineStore, rows: pl.DataFrame, events: list[Event], applied: int = 0) -> tuple[pl.DataFrame, int]:
+    """Each request's features from ``store`` after the events before it (``events[applied:]``
+    are applied as the requests reach them); returns the features and the events applied."""
     online: dict[str, list] = {name: [] for name in store.names}
-    applied = 0
     for (_,), request in rows.group_by("request_id", maintain_order=True):
         first = request.row(0, named=True)
         before = applied
@@ -72,7 +74,17 @@ def replay(root: Path, as_of: datetime, store: OnlineStore | None = None) -> tup
         for name, values in columns.items():
             online[name].extend(values.tolist())
     schema = {n: pl.Float64 if store.dtypes[n] == "numeric" else pl.Utf8 for n in store.names}
-    return train, pl.DataFrame(online, schema=schema, nan_to_null=True), applied
+    return pl.DataFrame(online, schema=schema, nan_to_null=True), applied
+
+
+def replay(root: Path, as_of: datetime, store: OnlineStore | None = None) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """(offline rows, online rows) of every request at or after ``as_of``, same row order, and
+    the number of events applied to the store (default: the memory store of the snapshot)."""
+    store = store or OnlineStore.load(root / "features")
+    events = events_since(pl.read_parquet(root / "ingested" / "impressions.parquet"), as_of)
+    train, rows = requests(root, root / "features", as_of)
+    online, applied = serve(store, rows, events)
+    return train, online, applied
 
 
 def compare(offline: pl.DataFrame, online: pl.DataFrame, dtypes: dict[str, str]) -> dict[str, float]:

@@ -22,7 +22,7 @@ from offer_ranker.data.ingest import ingest
 from offer_ranker.featurize.build import build_features
 from offer_ranker.featurize.online import OnlineStore
 from offer_ranker.simulator import simulate
-from tests.data.test_online_parity import compare, events_since
+from tests.data.test_online_parity import compare, events_since, requests, serve
 
 
 @pytest.fixture(scope="module")
@@ -37,34 +37,6 @@ def two_snapshots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, datet
     for name, as_of in (("old", yesterday), ("new", today)):
         build_features(root / "ingested", root / name, snapshot_as_of=as_of)
     return root, yesterday, today
-
-
-def _requests(root: Path, since: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
-    logged = pl.read_parquet(root / "ingested" / "impressions.parquet")
-    train = pl.read_parquet(root / "new" / "train.parquet").filter(pl.col("ts") >= since)
-    rows = train.select("request_id", "offer_id").join(
-        logged.select("request_id", "offer_id", "user_id", "ts", "device", "country", "surface", "price"),
-        on=["request_id", "offer_id"], how="left", maintain_order="left")
-    return train, rows
-
-
-def _serve(store: OnlineStore, rows: pl.DataFrame, events: list, applied: int) -> tuple[pl.DataFrame, int]:
-    """Each request's features after the events before it (recorded by ``store``)."""
-    online: dict[str, list] = {name: [] for name in store.names}
-    for (_,), request in rows.group_by("request_id", maintain_order=True):
-        first = request.row(0, named=True)
-        before = applied
-        while applied < len(events) and events[applied].ts < first["ts"]:
-            applied += 1
-        store.apply_many(events[before:applied])
-        for name, values in store.feature_columns({
-                "user_id": first["user_id"], "ts": first["ts"],
-                "context": {k: first[k] for k in ("device", "country", "surface")},
-                "candidates": [{"offer_id": o, "features": {"price": p}}
-                               for o, p in zip(request["offer_id"], request["price"])]}).items():
-            online[name].extend(values.tolist())
-    schema = {n: pl.Float64 if store.dtypes[n] == "numeric" else pl.Utf8 for n in store.names}
-    return pl.DataFrame(online, schema=schema, nan_to_null=True), applied
 
 
 def _check(root: Path, offline: pl.DataFrame, online: pl.DataFrame) -> None:
@@ -95,9 +67,9 @@ def test_redis_switch_to_a_new_snapshot_counts_every_event_once(two_snapshots, r
     while new.client.hget(new.keys.meta, "cursor") < last and time.monotonic() < deadline:
         time.sleep(0.1)  # the new namespace reads the old one's events from the journal
     assert new.client.hget(new.keys.meta, "cursor") >= last
-    offline, rows = _requests(root, drain)
+    offline, rows = requests(root, root / "new", drain)
     try:
-        online, _ = _serve(new, rows, events, before_drain)
+        online, _ = serve(new, rows, events, before_drain)
     finally:
         old.close()
         new.close()
@@ -114,8 +86,8 @@ def test_memory_restart_on_a_new_snapshot_counts_every_event_once(two_snapshots,
     old.apply_many(events[:before_switch])
     old.close()  # the process stops; it restarts with today's bundle on the same journal
     new = OnlineStore.load(root / "new", journal=journal)
-    offline, rows = _requests(root, switch)
-    online, _ = _serve(new, rows, events, before_switch)
+    offline, rows = requests(root, root / "new", switch)
+    online, _ = serve(new, rows, events, before_switch)
     new.close()
     _check(root, offline, online)
 
