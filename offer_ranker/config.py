@@ -159,14 +159,17 @@ class ExplainConfig(_Strict):
 class ArmConfig(_Strict):
     """One arm of an A/B test: the bundle its users get, and its share of users."""
 
-    model: str = Field(description="bundle tag or version in the BentoML model store")
+    model: str = Field(description="bundle of the arm: a registry alias ('production', 'candidate'), a BentoML tag "
+                       "or version, or 'latest'")
     share: float = Field(gt=0.0, le=1.0, description="share of users assigned to the arm")
 
 
 class ServeConfig(_Strict):
     """The ranking service (``bentoml serve``, ``offer-ranker rank``) and its re-ranking policy."""
 
-    model: str = Field("latest", description="bundle in the BentoML model store: a tag, a version or 'latest'")
+    model: str = Field(
+        "production", description="bundle to serve: an alias of the model registry ('production', 'candidate'; "
+        "with no 'production' alias yet, the newest bundle), a BentoML tag or version, or 'latest' (the newest)")
     snapshot: Path | None = Field(
         None, description="online snapshot folder to serve instead of the one inside the bundle (a fresher one)")
     max_candidates: int = Field(100, ge=1, le=10_000, description="candidates a request may carry")
@@ -306,6 +309,16 @@ class MonitorConfig(_Strict):
         return value
 
 
+class TrackConfig(_Strict):
+    """Experiment tracking in MLflow (see ``offer_ranker.model.tracking``). Where runs go is
+    MLflow's own setting, ``MLFLOW_TRACKING_URI`` (default: ``sqlite:///mlflow.db`` in the working
+    directory, artifacts in ``mlruns/`` next to it)."""
+
+    enabled: bool = Field(
+        True, description="record every `offer-ranker train` (and evaluate, explain) as an MLflow run")
+    experiment: str = Field("offer-ranker", min_length=1, description="MLflow experiment of the training runs")
+
+
 class Config(_Strict):
     simulate: SimulateConfig = SimulateConfig()
     ingest: IngestConfig = IngestConfig()
@@ -317,6 +330,7 @@ class Config(_Strict):
     simulate_online: SimulateOnlineConfig = SimulateOnlineConfig()
     ab: ABConfig = ABConfig()
     monitor: MonitorConfig = MonitorConfig()
+    track: TrackConfig = TrackConfig()
 
 
 def load_config(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:

@@ -1,9 +1,9 @@
 """Test-wide settings and fixtures.
 
-BentoML sends no telemetry and keeps its model store in a temp folder: set here, at import time,
-because BentoML reads both when it is first imported. ``sim`` and ``trained`` are a small
-simulated marketplace, its features and a bundle trained on them, shared by the model and
-service tests.
+BentoML sends no telemetry and keeps its model store in a temp folder, and MLflow tracks in a temp
+store: set here, at import time, because BentoML reads both when it is first imported. ``sim`` and
+``trained`` are a small simulated marketplace, its features and a bundle trained on them, shared by
+the model and service tests.
 """
 
 import os
@@ -11,6 +11,9 @@ import tempfile
 
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="offer-ranker-bentoml-")
+# MLflow runs and the model registry: a store of the session's own, never the project's mlflow.db
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tempfile.mkdtemp(prefix='offer-ranker-mlflow-')}/mlflow.db"
+os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
 from pathlib import Path  # noqa: E402 - after the environment BentoML reads
 

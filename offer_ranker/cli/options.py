@@ -52,7 +52,8 @@ config_option = click.option("--config", "config_file", type=ExistingFile,
 features_option = click.option("--features", "features_dir", type=ExistingDir, required=True,
                                help="Output folder of `offer-ranker features`.")
 model_option = click.option("--model", "tag", default="latest", show_default=True,
-                            help="Bundle tag in the BentoML model store (offer_ranker:<version>, or a version).")
+                            help="Bundle: a tag (offer_ranker:<version>), a version, a registry alias (production, "
+                            "candidate) or latest (the newest).")
 truth_option = click.option("--truth", type=ExistingFile, help="ground_truth.parquet of simulated logs [default: "
                             "found next to the raw logs, if any].")
 logs_option = click.option("--logs", "logs_dir", type=ExistingDir, required=True,

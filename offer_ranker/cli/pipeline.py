@@ -81,7 +81,7 @@ def train(features_dir: Path, config_file: Path | None, **flags: Any) -> None:
 def score(tag: str, features_dir: Path, out: Path, start: datetime | None) -> None:
     """Write request_id, offer_id, score and p_click (at the logged slot) for every impression."""
     from offer_ranker.model.predict import score_file
-    from offer_ranker.model.store import load
+    from offer_ranker.model.registry import load
 
     path, rows = score_file(load(tag), features_dir, out, start)
     console.summary(f"score -> {path}", {"scores": path}, {"impressions": f"{rows:,}"})
@@ -116,7 +116,7 @@ def explain(tag: str, features_dir: Path, out: Path, truth: Path | None, config_
 @errors_as_messages
 def quickstart(out: Path, config_file: Path | None, **flags: Any) -> None:
     """Run the whole pipeline on simulated data: simulate, ingest, features, train, evaluate,
-    explain; write an example /rank request."""
+    explain, promote to production; write an example /rank request."""
     cfg = config(config_file, simulate=flags)
     steps.simulate(cfg, out / "raw")
     steps.ingest(cfg, out / "raw", out / "ingested")
@@ -125,6 +125,7 @@ def quickstart(out: Path, config_file: Path | None, **flags: Any) -> None:
     truth = out / "raw" / "ground_truth.parquet"
     steps.evaluate(cfg, tag, out / "features", out / "evaluation", truth)
     steps.explain(cfg, tag, out / "features", out / "explanation", truth)
+    steps.promote(cfg, tag)
     request = steps.example_request(out / "features", out / "request.json")
     for line in steps.next_steps(out, tag, request):
         console.say(line)

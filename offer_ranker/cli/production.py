@@ -34,7 +34,7 @@ from offer_ranker.cli.options import (
 def monitor(logs_dir: Path, tag: str, out: Path, config_file: Path | None, **flags: Any) -> None:
     """Check the prediction logs against the bundle's training reference: feature and p_click drift
     (PSI), fallbacks, unknown offers, latency, volume. Exits with 1 when a check fails."""
-    from offer_ranker.model.store import load
+    from offer_ranker.model.registry import load
     from offer_ranker.production.monitor import monitor as run
 
     cfg = config(config_file, monitor=flags)

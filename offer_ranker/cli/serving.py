@@ -1,4 +1,4 @@
-"""Commands around the service: rank one request as ``POST /rank`` would, and the model store."""
+"""Commands around the service: rank one request as ``POST /rank`` would, and load the online store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from offer_ranker.cli.options import ExistingDir, ExistingFile, config, config_o
 
 
 @click.command()
-@click.option("--model", "tag", default=None, help="Bundle tag or version [default: serve.model, i.e. latest].")
+@click.option("--model", "tag", default=None, help="Bundle: an alias (production, candidate), a tag or a version [default: serve.model, i.e. production].")
 @click.option("--request", "request_file", type=ExistingFile, required=True, help="JSON file with one /rank request body.")
 @click.option("--snapshot", type=ExistingDir, help="Online snapshot to use instead of the bundle's own.")
 @config_option
@@ -43,29 +43,6 @@ def rank(tag: str | None, request_file: Path, snapshot: Path | None, config_file
 
 def _errors(exc: ValidationError) -> str:
     return "\n".join(f"  {'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
-
-
-@click.group()
-def models() -> None:
-    """The model bundles in the BentoML model store."""
-
-
-@models.command("list")
-@errors_as_messages
-def models_list() -> None:
-    """List bundles, newest first: tag, engine, objective, training window, validation metrics."""
-    from offer_ranker.model.store import listing
-
-    rows = listing()
-    if not rows:
-        click.echo("no bundles yet: train one with `offer-ranker train --features DIR`")
-        return
-    console.table(["tag", "created", "engine/objective", "trained", "validation"], [
-        [row["tag"], row["created"], f"{row.get('engine', '?')}/{row.get('objective', '?')}",
-         f"{row.get('train_from', '?')[:16]} .. {row.get('train_until', '?')[:16]}",
-         ", ".join(f"{k.removeprefix('metric_')}={v:.4f}" for k, v in row.items() if k.startswith("metric_"))]
-        for row in rows])
-
 
 
 @click.group()
@@ -104,4 +81,4 @@ def online_load(snapshot: Path, url: str, force: bool, config_file: Path | None)
         "load seconds": meta.get("load_seconds", "?"), "wall seconds": f"{time.perf_counter() - started:.1f}"})
 
 
-COMMANDS = (rank, models, online)
+COMMANDS = (rank, online)

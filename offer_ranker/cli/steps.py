@@ -57,6 +57,7 @@ def features(cfg: Config, source: Path, out: Path) -> None:
 def train(cfg: Config, features_dir: Path) -> str:
     """Train and save a bundle; returns its tag."""
     from offer_ranker.model.store import bentoml_path
+    from offer_ranker.model.tracking import tracking_uri
     from offer_ranker.model.train import train as run
 
     result = run(features_dir, cfg, track=console.track)
@@ -67,15 +68,26 @@ def train(cfg: Config, features_dir: Path) -> str:
         "rows": f"{info['rows']['fit']:,} fit + {info['rows']['valid']:,} validation",
         "validation": ", ".join(f"{k}={v:.4f}" for k, v in info["metrics"].items()),
         "seconds": f"{result.seconds:.1f} {info['seconds']}",
+        "mlflow run": f"{result.run_id} in {tracking_uri()}" if result.run_id else "not recorded",
     })
     return result.tag
+
+
+def promote(cfg: Config, tag: str, alias: str = "production") -> None:
+    """Promote through the gate; a refusal is reported, not raised (the alias keeps its model)."""
+    from offer_ranker.production.promotion import promote as run
+
+    decision = run(tag, alias, cfg)
+    console.summary(f"promote {tag} -> {alias}", {}, {
+        "decision": "promoted" if decision.promoted else f"not promoted ({decision.incumbent} stays)",
+        "why": decision.reason})
 
 
 def evaluate(cfg: Config, tag: str, features_dir: Path, out: Path, truth: Path | None) -> None:
     """Evaluate; the headline table goes to stdout, the verdict and the outputs to stderr."""
     from offer_ranker.evaluation.evaluate import evaluate as run
     from offer_ranker.evaluation.evaluation_page import headline_rows
-    from offer_ranker.model.store import load
+    from offer_ranker.model.registry import load
 
     report = run(load(tag), features_dir, out, cfg, truth=truth if truth and truth.exists() else None,
                  track=console.track)
@@ -95,7 +107,7 @@ def evaluate(cfg: Config, tag: str, features_dir: Path, out: Path, truth: Path |
 
 def explain(cfg: Config, tag: str, features: Path, out: Path, truth: Path | None) -> None:
     from offer_ranker.evaluation.explain import explain as run
-    from offer_ranker.model.store import load
+    from offer_ranker.model.registry import load
 
     console.say("explaining the model with SHAP ...")
     summary = run(load(tag), features, out, cfg, truth=truth if truth is None or truth.exists() else None)
@@ -118,8 +130,11 @@ def example_request(features: Path, path: Path) -> Path:
 def next_steps(out: Path, tag: str, request: Path) -> list[str]:
     """What to run after ``quickstart``: each command whole on one line, ready to copy."""
     return ["", f"quickstart done: everything is under {out}; model {tag}",
-            "serve it (in the project root; the latest bundle):",
+            "serve it (in the project root; the bundle the registry's 'production' alias points at):",
             "  bentoml serve",
+            "compare runs in MLflow (mlflow.db), list the bundles and their aliases:",
+            "  make mlflow-ui",
+            "  offer-ranker models list",
             "try it:",
             f"  offer-ranker rank --request {request}",
             f"  curl -s -X POST localhost:3000/rank -H 'content-type: application/json' -d @{request}"]

@@ -25,6 +25,7 @@ from offer_ranker.evaluation.policy_replay import evaluate_policy
 from offer_ranker.evaluation.testset import find_truth, load_test
 from offer_ranker.featurize.frame import read_frame
 from offer_ranker.io import staged_outputs
+from offer_ranker.model import tracking
 from offer_ranker.model.bundle import Bundle
 
 
@@ -56,4 +57,19 @@ def evaluate(bundle: Bundle, features: Path | str, out: Path | str, cfg: Config 
     with staged_outputs(out) as stage:
         stage.write_json("metrics.json", report)
         stage.path("report.html").write_text(evaluation_page(report, t, p_click))
+    if cfg.track.enabled:
+        tracking.record_report(bundle, "evaluation", out, tracked_metrics(report))
     return report
+
+
+def tracked_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """What the training run gets from an evaluation: the model's metrics (``test.*``, with the CI of
+    the headline one) and its difference from each baseline (``test.vs_<baseline>``)."""
+    metrics = {f"test.{name}": m["value"] for name, m in report["methods"]["model"].items()
+               if isinstance(m, dict) and isinstance(m.get("value"), (int, float))}
+    verdict = report["verdict"]
+    if isinstance(verdict["model"].get("ci"), list):
+        name = f"test.{verdict['metric']}"
+        metrics[f"{name}.ci_low"], metrics[f"{name}.ci_high"] = verdict["model"]["ci"]
+    metrics |= {f"test.vs_{name}": b["difference"]["value"] for name, b in verdict["baselines"].items()}
+    return metrics

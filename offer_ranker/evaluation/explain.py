@@ -30,6 +30,7 @@ from offer_ranker.evaluation.explanation import (
 from offer_ranker.evaluation.testset import find_truth
 from offer_ranker.featurize.frame import FrameError, read_frame
 from offer_ranker.io import staged_outputs
+from offer_ranker.model import tracking
 from offer_ranker.model.bundle import Bundle
 
 __all__ = ["explain", "sample_requests", "shap_values"]
@@ -66,4 +67,6 @@ def explain(bundle: Bundle, features: Path | str, out: Path | str, cfg: Config |
     with staged_outputs(out) as stage:
         stage.write_json("explanation.json", summary)
         stage.path("report.html").write_text(explain_page(summary, e))
+    if cfg.track.enabled:
+        tracking.record_report(bundle, "explanation", out)
     return summary

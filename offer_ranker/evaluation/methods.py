@@ -55,7 +55,7 @@ def score_methods(bundle: Bundle, t: TestSet, p_click: np.ndarray, resamples: np
     ranks: dict[str, np.ndarray] = {}
     for name in (track(list(scores), "evaluating", len(scores)) if track else scores):
         ranks[name] = M.ranks(scores[name], t.groups, t.tiebreak)
-        per_request[name] = _request_metrics(ranks[name], t, k)
+        per_request[name] = request_metrics(ranks[name], t, k)
         results[name] = {metric: M.summary(v, resamples) for metric, v in per_request[name].items()}
         results[name] |= _exposure(ranks[name], t, k)
     if t.p_attract is not None:
@@ -115,7 +115,7 @@ def _verdict_sentence(metric: str, against: dict[str, Any], overall: str) -> str
     return f"The model cannot be told apart from {', '.join(tied)} on {metric}: {gap}."
 
 
-def _request_metrics(rank: np.ndarray, t: TestSet, k: int) -> dict[str, np.ndarray]:
+def request_metrics(rank: np.ndarray, t: TestSet, k: int) -> dict[str, np.ndarray]:
     """Per-request metrics of one order, (requests,) each."""
     gains = 2.0 ** t.label - 1
     values = {f"ndcg@{n}": M.ndcg_from_rank(rank, gains, t.groups, n) for n in (1, 3, 5)}

@@ -45,11 +45,14 @@ class TestSet:
     examination: np.ndarray | None = None  # (SLOTS,) P(slot j + 1 is examined), from the truth
 
 
-def load_test(bundle: Bundle, features: Path, truth: Path | None, cfg: Config) -> TestSet:
-    frame = read_frame(features, start=datetime.fromisoformat(bundle.info["train_until"]))
+def load_test(bundle: Bundle, features: Path, truth: Path | None, cfg: Config, *,
+              start: datetime | None = None) -> TestSet:
+    """The impressions of ``features`` from ``start`` (default: the end of the bundle's training window)."""
+    start = start or datetime.fromisoformat(bundle.info["train_until"])
+    frame = read_frame(features, start=start)
     if frame.height == 0:
-        raise FrameError(f"no impressions in {features} after the training window (train_until = "
-                         f"{bundle.info['train_until']}); evaluate needs later data")
+        raise FrameError(f"no impressions in {features} from {start.isoformat()} (the end of the training "
+                         f"window); an evaluation needs later data")
     p_attract = p_click_true = exam = None
     if truth is not None:
         gt = pl.read_parquet(truth, columns=["request_id", "offer_id", "p_attract", "p_click"])

@@ -3,7 +3,8 @@
 Time-based split: impressions before ``train_until`` train; the last ``valid_share`` of that
 range is held out for early stopping, tuning and the click model's calibration (a later slice
 than the one the model learned from, so the calibration sees the drift it will meet). The models
-are fitted by :mod:`offer_ranker.model.fit`; the bundle is saved to the model store.
+are fitted by :mod:`offer_ranker.model.fit`; the bundle is saved to the model store and the
+training recorded as an MLflow run (:mod:`offer_ranker.model.tracking`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from offer_ranker.featurize.frame import (
     with_position,
 )
 from offer_ranker.model import fit as fitting
-from offer_ranker.model import store
+from offer_ranker.model import store, tracking
 from offer_ranker.model.bundle import Bundle
 from offer_ranker.model.engines import Booster
 from offer_ranker.model.reference import reference
@@ -38,9 +39,10 @@ from offer_ranker.policy.priors import segment_lifts
 
 @dataclass(frozen=True)
 class TrainResult:
-    tag: str
+    tag: str  # "" when the bundle was not saved
     bundle: Bundle
     seconds: float
+    run_id: str | None = None  # the MLflow run, when tracked
 
 
 def split_times(manifest: dict[str, Any], cfg: Config) -> tuple[datetime, datetime, datetime]:
@@ -52,10 +54,14 @@ def split_times(manifest: dict[str, Any], cfg: Config) -> tuple[datetime, dateti
     return first, first + (until - first) * (1 - cfg.train.valid_share), until
 
 
-def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_track) -> TrainResult:
-    """Train on ``features`` (the output folder of ``build_features``) and save the bundle."""
+def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_track,
+          save: bool = True) -> TrainResult:
+    """Train on ``features`` (the output folder of ``build_features``); save the bundle to the model
+    store and record the run in MLflow (``track.enabled``). ``save=False`` does neither: the caller
+    keeps the bundle (the closed loop's per-round models never reach the user's store)."""
     cfg = cfg or Config()
     started = time.perf_counter()
+    started_ms = int(time.time() * 1000)
     features = Path(features)
     manifest = read_manifest(features)
     spec = FeatureSpec.from_manifest(manifest)
@@ -99,7 +105,8 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
         "requests": {"fit": len(fit.groups), "valid": len(valid.groups)},
         "fingerprint": fingerprint(features),
         "features_dir": str(features.resolve()),
-        "params": params, "tuning": tuned,
+        "params": params, "tuning": tuned, "started_ms": started_ms,
+        "train_config": cfg.train.model_dump(mode="json"),
         "conversion_rate": float((clicks["label"] == 2).mean() or 0.0) if clicks.height else 0.0,
         "mean_value": float(values.filter(values > 0).mean() or 1.0) if values.len() else 1.0,
         "seconds": seconds, "versions": store.versions(),
@@ -112,8 +119,11 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
     info["metrics"] = fitting.validation_metrics(bundle, valid)
     info["reference"] = reference(valid.frame, bundle, seed=cfg.train.seed)  # what `monitor` compares with
     info["seconds"]["total"] = round(time.perf_counter() - started, 3)
+    if not save:
+        return TrainResult("", bundle, round(time.perf_counter() - started, 3))
     tag = store.save(bundle)
-    return TrainResult(tag, bundle, round(time.perf_counter() - started, 3))
+    run_id = tracking.record_training(bundle, cfg.track.experiment, features) if cfg.track.enabled else None
+    return TrainResult(tag, bundle, round(time.perf_counter() - started, 3), run_id)
 
 
 def _check(fit: ModelInputs, valid: ModelInputs, valid_from: datetime, until: datetime) -> None:

@@ -46,4 +46,16 @@ def tune(fit: ModelInputs, valid: ModelInputs, cfg: Config, params: dict[str, An
     states = [t.state for t in study.trials]
     return {"best_params": dict(study.best_params), "best_valid_ndcg@3": study.best_value,
             "trials": len(study.trials), "pruned": sum(s == optuna.trial.TrialState.PRUNED for s in states),
-            "seconds": round(time.perf_counter() - started, 1)}
+            "seconds": round(time.perf_counter() - started, 1),
+            "trial_runs": [_trial(t) for t in study.trials]}
+
+
+def _trial(t: Any) -> dict[str, Any]:
+    """One trial as the tracking records it (a child run): parameters, value, state and times."""
+    def ms(when: Any) -> int | None:
+        return int(when.timestamp() * 1000) if when is not None else None
+
+    value = t.value if t.value is not None else (max(t.intermediate_values.values()) if t.intermediate_values
+                                                 else None)
+    return {"number": t.number, "params": dict(t.params), "value": value, "state": t.state.name,
+            "start_ms": ms(t.datetime_start), "end_ms": ms(t.datetime_complete)}

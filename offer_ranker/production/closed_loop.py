@@ -37,6 +37,7 @@ from offer_ranker.config import Config, ServeConfig
 from offer_ranker.console import Track, no_track
 from offer_ranker.featurize.online import Event
 from offer_ranker.io import staged_outputs
+from offer_ranker.model.bundle import Bundle
 from offer_ranker.serve.api import RankRequest
 
 ARMS = ("logging", "model", "explore")
@@ -113,8 +114,9 @@ def _feedback(engine: Any, log: sim.LogChunk, user_ids: list[str], offer_ids: li
             engine.store.apply(Event("conversion", user, offer, _datetime(int(log.conversion_ts[i]))))
 
 
-def _train(cfg: Config, raw_rounds: list[Path], work: Path) -> str:
-    """Features and a bundle from the arm's logs so far; returns the bundle's tag."""
+def _train(cfg: Config, raw_rounds: list[Path], work: Path, name: str) -> Bundle:
+    """Features and a bundle from the arm's logs so far, written to ``work/bundle``: the closed loop
+    keeps its models to itself (never in the user's model store or MLflow runs)."""
     from offer_ranker.featurize.build import build_features
     from offer_ranker.model.train import train
 
@@ -129,7 +131,10 @@ def _train(cfg: Config, raw_rounds: list[Path], work: Path) -> str:
     # train on everything logged: the next round is the test, so no time is held out for it
     last = datetime.fromisoformat(json.loads((work / "features" / "manifest.json").read_text())["last_ts"])
     tcfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"train_until": last})})
-    return train(work / "features", tcfg).tag
+    bundle = train(work / "features", tcfg, save=False).bundle
+    bundle.info["tag"] = name
+    bundle.write(work / "bundle")
+    return bundle
 
 
 class _ArmRun:
@@ -148,7 +153,7 @@ class _ArmRun:
         self.raw: list[Path] = []
         self.user_ids, self.offer_ids = _ids(world)
         self.engine: Any = None
-        self.tags: list[str] = []
+        self.bundles: list[str] = []
         self._stage: Any = None
         self._writer: Any = None
 
@@ -167,11 +172,11 @@ class _ArmRun:
             from offer_ranker.serve.engine import Engine
 
             work = self.out / self.arm / f"round-{r}"
-            tag = _train(self.cfg, self.raw, work)
-            self.tags.append(tag)
-            self.engine = Engine.load(self.serve.model_copy(update={"model": tag}))
+            bundle = _train(self.cfg, self.raw, work, f"simulate-online:{self.arm}-round-{r}")
+            self.bundles.append(str(work / "bundle"))
+            self.engine = Engine.serving(self.serve, bundle)
             if not self.engine.ready:
-                raise RuntimeError(f"round {r}: the bundle {tag} does not load: {self.engine.problems}")
+                raise RuntimeError(f"round {r}: the bundle in {work / 'bundle'} does not load: {self.engine.problems}")
         folder = self.out / self.arm / f"round-{r}" / "logs"
         self._stage_cm = staged_outputs(folder)
         self._stage = self._stage_cm.__enter__()
@@ -223,13 +228,13 @@ def simulate_online(cfg: Config, out: Path | str, *, track: Track = no_track) ->
     started = time.perf_counter()
     days = c.warmup_days + c.rounds * c.days_per_round
     world = sim.World.from_config(cfg.simulate.model_copy(update={"days": days}))
-    results, tags = {}, {}
+    results, bundles = {}, {}
     for arm in ARMS:
         run = _ArmRun(arm, world, cfg, out, track)
         results[arm] = run.run()
-        tags[arm] = run.tags
+        bundles[arm] = run.bundles
     report = {"config": cfg.simulate_online.model_dump(mode="json"), "users": world.n_users,
-              "offers": world.n_offers, "days": days, "arms": results, "bundles": tags,
+              "offers": world.n_offers, "days": days, "arms": results, "bundles": bundles,
               "seconds": round(time.perf_counter() - started, 1)}
     with staged_outputs(out) as stage:
         _plot(report, stage.path("simulate_online.png"))

@@ -31,6 +31,7 @@ from offer_ranker.config import ServeConfig
 from offer_ranker.featurize.online import OnlineStore, Served, StoreUnavailable
 from offer_ranker.featurize.online.store import Feedback as StoreFeedback
 from offer_ranker.featurize.online.store import feedback_time, user_key, user_tag, utcnow
+from offer_ranker.model import registry
 from offer_ranker.model import store as model_store
 from offer_ranker.model.bundle import Bundle
 from offer_ranker.policy.page import choose_page
@@ -83,6 +84,7 @@ class Engine:
         self.cfg, self.bundle, self.store = cfg, bundle, store
         self.arm, self.arm_share = arm, arm_share
         self.problems = list(problems or [])
+        self.notes: list[str] = []  # what /readyz should say although all is well (e.g. no production alias)
         self.version = bundle.version if bundle is not None else "none"
         segments = (bundle.info.get("segment_lifts") or {}) if bundle is not None else {}
         self.prior = ColdStartPrior.from_store(store, segments) if store is not None else None
@@ -96,15 +98,33 @@ class Engine:
 
     @classmethod
     def load(cls, cfg: ServeConfig, *, stores: StorePool | None = None, **arm: Any) -> Engine:
-        """The bundle ``cfg.model`` and the online store of its snapshot (or ``cfg.snapshot``), opened
-        through ``stores`` (shared by the arms of an A/B test); ``arm``: ``arm``, ``arm_share`` and a
-        shared ``log`` when it serves one arm."""
+        """The bundle ``cfg.model`` (an alias, a tag or ``latest``: :func:`~offer_ranker.model.registry.resolve`)
+        and the online store of its snapshot (or ``cfg.snapshot``), opened through ``stores`` (shared
+        by the arms of an A/B test); ``arm``: ``arm``, ``arm_share`` and a shared ``log`` when it
+        serves one arm."""
         problems: list[str] = []
-        bundle = store = None
+        notes: list[str] = []
+        bundle = None
         try:
-            bundle = model_store.load(cfg.model)
+            resolved = registry.resolve(cfg.model)
+            if resolved.note:
+                log.warning("%s", resolved.note)
+                notes.append(resolved.note)
+            bundle = model_store.load(resolved.tag)
+            log.info("model %s: %s (%s)", cfg.model, bundle.version, resolved.how)
         except Exception as exc:  # noqa: BLE001 - reported by /readyz and every fallback
             problems.append(f"model {cfg.model}: {exc}")
+        engine = cls.serving(cfg, bundle, stores=stores, problems=problems, **arm)
+        engine.notes = notes
+        return engine
+
+    @classmethod
+    def serving(cls, cfg: ServeConfig, bundle: Bundle | None, *, stores: StorePool | None = None,
+                problems: list[str] | None = None, **arm: Any) -> Engine:
+        """An engine for ``bundle`` (None: it did not load, ``problems`` say why) and the online store
+        of its snapshot (or ``cfg.snapshot``)."""
+        problems = list(problems or [])
+        store = None
         snapshot = cfg.snapshot or (bundle.snapshot if bundle is not None else None)
         if snapshot is None:
             problems.append("no online snapshot: the bundle has none and serve.snapshot is not set")

@@ -92,6 +92,11 @@ class Router:
                 for name, engine in self.engines.items() for p in engine.problems]
 
     @property
+    def notes(self) -> list[str]:
+        return [f"{name}: {n}" if len(self.engines) > 1 else n
+                for name, engine in self.engines.items() for n in engine.notes]
+
+    @property
     def version(self) -> str:
         return ", ".join(f"{name}={e.version}" for name, e in self.engines.items()) if len(self.engines) > 1 \
             else next(iter(self.engines.values())).version

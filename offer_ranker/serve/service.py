@@ -6,8 +6,9 @@ loaded), ``/metrics`` (Prometheus) and ``/docs.json`` (OpenAPI).
 
 Settings: ``OFFER_RANKER_CONFIG`` names a TOML file whose ``[serve]`` section is read
 (:class:`offer_ranker.config.ServeConfig`); ``OFFER_RANKER_MODEL`` (a tag) and
-``OFFER_RANKER_SNAPSHOT`` (a snapshot folder) override it. With none of them the latest bundle
-in the BentoML model store is served with the snapshot it was trained with.
+``OFFER_RANKER_SNAPSHOT`` (a snapshot folder) override it. With none of them the bundle the model
+registry's ``production`` alias points at is served (the newest, and /readyz says so, before any
+promotion), with the snapshot it was trained with. ``bentoml build`` packages the same bundles.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import bentoml
 from starlette.responses import Response
 
 from offer_ranker.config import serve_config_from_env
+from offer_ranker.model import registry
 from offer_ranker.serve import asgi
 from offer_ranker.serve.api import Feedback, FeedbackResponse, RankRequest, RankResponse, RequestError
 from offer_ranker.serve.router import Router
@@ -58,15 +60,20 @@ def workers() -> int:
     return cfg.worker_count(os.cpu_count() or 1)
 
 
-@bentoml.service(
-    name="offer_ranker",
-    workers=workers(),
-    traffic={"timeout": 10},
-    # every ranking goes to the prediction log (user ids hashed); the access log would repeat it
-    logging={"access": {"enabled": False}},
-    # no OpenTelemetry spans on the hot paths (nothing exports them by default; ~5% of a request)
-    tracing={"excluded_urls": ["/rank", "/feedback"]},
-)
+def served_bundles() -> list[str]:
+    """The BentoML tags this service serves: ``serve.model``, or every arm's model, with registry
+    aliases resolved (:func:`offer_ranker.model.registry.resolve`). ``bentoml build`` packages these
+    in the Bento; a Bento then serves what it holds (it has no registry of its own: the newest of its
+    bundles, or the arms' tags)."""
+    try:
+        cfg = serve_config_from_env()
+        refs = [arm.model for arm in cfg.arms.values()] or [cfg.model]
+        return sorted({registry.resolve(ref).tag for ref in refs})
+    except Exception as exc:  # noqa: BLE001 - reported by /readyz when the service starts
+        log.warning("no bundle to declare to BentoML (a Bento built now would hold none): %s", exc)
+        return []
+
+
 class OfferRanker:
     def __init__(self) -> None:
         cfg = serve_config_from_env()
@@ -101,8 +108,8 @@ class OfferRanker:
         if not self.engine.ready:
             return "not_ready", list(self.engine.problems) or [self.engine.degraded or "loading"]
         if (problem := self.engine.degraded) is not None:
-            return "degraded", [problem]
-        return "ready", []
+            return "degraded", [problem, *self.engine.notes]
+        return "ready", list(self.engine.notes)
 
     async def __is_ready__(self) -> bool:
         return self.engine.ready
@@ -147,5 +154,16 @@ class OfferRanker:
         return json_response(response)
 
 
+for _number, _tag in enumerate(served_bundles()):
+    setattr(OfferRanker, f"bundle_{_number}", bentoml.models.BentoModel(_tag))
+OfferRanker = bentoml.service(
+    name="offer_ranker",
+    workers=workers(),
+    traffic={"timeout": 10},
+    # every ranking goes to the prediction log (user ids hashed); the access log would repeat it
+    logging={"access": {"enabled": False}},
+    # no OpenTelemetry spans on the hot paths (nothing exports them by default; ~5% of a request)
+    tracing={"excluded_urls": ["/rank", "/feedback"]},
+)(OfferRanker)
 OfferRanker.add_asgi_middleware(asgi.RequestGuard)
 OfferRanker.add_asgi_middleware(asgi.Readiness)

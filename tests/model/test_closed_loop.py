@@ -9,6 +9,8 @@ import polars as pl
 from click.testing import CliRunner
 
 from offer_ranker.cli import main
+from offer_ranker.model.registry import aliases
+from offer_ranker.model.store import listing
 
 
 def test_the_retrained_engine_beats_the_heuristic_on_the_same_traffic(tmp_path: Path) -> None:
@@ -16,8 +18,12 @@ def test_the_retrained_engine_beats_the_heuristic_on_the_same_traffic(tmp_path: 
     config.write_text("[simulate]\nusers = 4000\nseed = 5\n"
                       "[simulate_online]\nrounds = 1\ndays_per_round = 1\nwarmup_days = 3\nexplore_rate = 0.3\n"
                       "[train]\nrounds = 300\nearly_stopping = 30\nlearning_rate = 0.1\n")
+    stored, promoted = listing(), aliases()
     run = CliRunner().invoke(main, ["simulate-online", "--out", str(tmp_path / "loop"), "--config", str(config)])
     assert run.exit_code == 0, run.output
+    # the loop's models stay in its own folder: the user's model store, runs and aliases are untouched
+    assert listing() == stored and aliases() == promoted
+    assert (tmp_path / "loop" / "model" / "round-1" / "bundle" / "bundle.json").exists()
     report = json.loads((tmp_path / "loop" / "simulate_online.json").read_text())
     arms = report["arms"]
     assert set(arms) == {"logging", "model", "explore"} and all(len(r) == 2 for r in arms.values())

@@ -103,3 +103,10 @@ def test_contributions_in_points_are_bounded_and_add_up(report: tuple[Path, dict
     points = e.probability_values
     assert np.abs(points).max() <= 1.0
     assert np.allclose(points.sum(axis=1), 1 / (1 + np.exp(-raw)) - 1 / (1 + np.exp(-e.base)), atol=1e-12)
+
+
+def test_the_report_is_added_to_the_training_run(report: tuple[Path, dict], trained: TrainResult) -> None:
+    from offer_ranker.model import tracking
+
+    files = {a.path for a in tracking.client().list_artifacts(trained.run_id, "explanation")}
+    assert {"explanation/report.html", "explanation/explanation.json"} <= files

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from offer_ranker.serve import launch
 
 #: Seeded runs of the examples, coverage (boundary values) and fuzzing phases until 500+ requests
@@ -19,6 +21,7 @@ from offer_ranker.serve import launch
 SEEDS = (3, 4, 5, 6, 1, 2)
 
 
+@pytest.mark.slow  # ~90 s with the server's start: `make test-all`; test_http covers each invalid-input class
 def test_generated_requests_never_get_a_server_error(server: launch.Server, tmp_path: Path) -> None:
     statuses: collections.Counter[int] = collections.Counter()
     for seed in SEEDS:

@@ -9,6 +9,7 @@ environment holds only those requirements, then the package is installed into it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,11 +18,13 @@ import sys
 import tarfile
 from pathlib import Path
 from typing import Any, Iterator
+from unittest import mock
 
 import httpx
 import pytest
 
 from offer_ranker.features import FEATURES
+from offer_ranker.model import registry, store
 from offer_ranker.model.train import TrainResult
 from offer_ranker.serve import launch
 from tests.service.conftest import write_config
@@ -55,7 +58,8 @@ def _contents(python: Path, cwd: Path) -> dict[str, Any]:
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """The environment without anything that would lead a child to the project's own venv."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "MLFLOW_TRACKING_URI")}
     return env | {"BENTOML_DO_NOT_TRACK": "True"} | extra
 
 
@@ -80,9 +84,15 @@ def _rank(server: launch.Server, body: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def bento_tag(trained: TrainResult) -> str:
-    """``bentoml build`` in the project root, offline (no lock resolution), after ``trained``."""
-    run = _run(BIN / "bentoml", "build", "--output", "tag", cwd=launch.PROJECT_ROOT)
+def bento_tag(trained: TrainResult, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``bentoml build`` in the project root, offline (no lock resolution), with ``trained`` promoted
+    to ``production`` in a registry of its own and a newer bundle in the store."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('registry')}/mlflow.db"
+    with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_URI": uri}):
+        registry.promote(trained.tag)
+    store.save(dataclasses.replace(trained.bundle, info=dict(trained.bundle.info)))  # the newest, not promoted
+    run = _run(BIN / "bentoml", "build", "--output", "tag", cwd=launch.PROJECT_ROOT,
+               env=_clean_env(MLFLOW_TRACKING_URI=uri))
     return run.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
 
 
@@ -133,16 +143,19 @@ def body(bodies: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(bodies[0], k=3)
 
 
-def test_bentoml_build_packages_the_service_and_bundle(bento_tag: str) -> None:
-    """``bentoml build`` works offline (no lock resolution) and takes the latest bundle along."""
+def test_bentoml_build_packages_the_production_bundle(bento_tag: str, trained: TrainResult) -> None:
+    """``bentoml build`` works offline (no lock resolution) and takes the bundle ``production``
+    points at along: not the newest."""
     import bentoml
 
     bento = bentoml.bentos.get(bento_tag)
-    assert [str(m.tag) for m in bento.info.models] == [str(bentoml.models.get("offer_ranker:latest").tag)]
+    assert [str(m.tag) for m in bento.info.all_models] == [trained.tag]
+    assert trained.tag != str(bentoml.models.get("offer_ranker:latest").tag)
 
 
 def test_the_bento_serves_with_only_its_own_requirements(bento_tag: str, shipped: Path, venv: Path,
-                                                         body: dict[str, Any], redis_server, tmp_path: Path) -> None:
+                                                         trained: TrainResult, body: dict[str, Any], redis_server,
+                                                         tmp_path: Path) -> None:
     """As its container does: ``bentoml serve <bento folder>`` in that folder, with a BentoML home
     that holds no models (the bundle must come along) and no trace of the project outside it; its
     online state in Redis, as replicas of it would share."""
@@ -159,7 +172,7 @@ def test_the_bento_serves_with_only_its_own_requirements(bento_tag: str, shipped
     command = [str(venv / "bin" / "bentoml"), "serve", str(shipped), "--port", str(port), "--host", "127.0.0.1"]
     with launch.start(command, tmp_path / "server.log", port=port, env=env, config=config, cwd=shipped) as server:
         out = _rank(server, body)
-    assert out["model_version"] == str(bentoml.bentos.get(bento_tag).info.models[0].tag)
+    assert out["model_version"] == trained.tag == str(bentoml.bentos.get(bento_tag).info.all_models[0].tag)
 
 
 def test_the_installed_package_serves_from_the_project_root(installed: Path, trained: TrainResult,

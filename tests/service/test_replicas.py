@@ -44,6 +44,7 @@ def _body(bodies: list[dict], i: int, minutes: int) -> dict:
     return body
 
 
+@pytest.mark.slow  # four `bentoml serve` starts, ~75 s: `make test-all`; the concurrent test shares state in CI
 def test_feedback_on_any_replica_survives_restarts(trained: TrainResult, bodies: list[dict], redis_server,
                                                    tmp_path: Path) -> None:
     serve = {"model": trained.tag, "online_store": redis_server.url, "workers": 1, "partner_cap": 0,
