@@ -9,7 +9,7 @@ RUN ?= runs/demo
 export BENTOML_DO_NOT_TRACK := True
 export BENTOML_HOME := $(CURDIR)/.bentoml
 
-.PHONY: install system demo serve test test-all bench lock clean
+.PHONY: install system demo serve mlflow-ui test test-all bench lock clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,17 @@ demo: install
 	$(BIN)/offer-ranker quickstart --out $(RUN)
 	$(MAKE) --no-print-directory serve
 
-# Serve the latest bundle in .bentoml with `bentoml serve` (bentofile.yaml -> offer_ranker/serve/service.py).
+# Serve the `production` bundle (model registry in mlflow.db; bundles in .bentoml) with `bentoml serve`
+# (bentofile.yaml -> offer_ranker/serve/service.py).
 serve: install
 	$(BIN)/bentoml serve --port 3000
+
+# The MLflow UI on the project's training runs and model registry (mlflow.db, or MLFLOW_TRACKING_URI)
+# at http://localhost:5000. The project installs only MLflow's client (mlflow-skinny); the UI is the
+# full `mlflow` of the same version, which uv runs in an environment of its own (fetched on first use).
+mlflow-ui: install
+	$(BIN)/uv tool run --from "mlflow==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("mlflow-skinny"))')" \
+		mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --port 5000
 
 # Debian packages the tests use, installed when we may (root): headless Chromium renders the SHAP
 # report; redis-server backs the online store's Redis tests (the tests start their own servers).
@@ -70,4 +78,4 @@ lock: | $(BIN)/uv
 		--python-platform x86_64-unknown-linux-gnu --quiet -o requirements.lock
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis .bentoml
+	rm -rf $(VENV) runs .pytest_cache .hypothesis .bentoml mlflow.db mlruns

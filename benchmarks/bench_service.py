@@ -138,7 +138,9 @@ def wrk(port: int, script: Path, connections: int, seconds: int) -> dict:
 
 
 def run(tmp: Path, args: argparse.Namespace) -> dict:
-    os.environ.update(BENTOML_HOME=str(tmp / "bentoml"), BENTOML_DO_NOT_TRACK="True")
+    # its bundles, runs and aliases stay in tmp: the project's `bentoml serve` is untouched
+    os.environ.update(BENTOML_HOME=str(tmp / "bentoml"), BENTOML_DO_NOT_TRACK="True",
+                      MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
     sys.path.insert(0, str(ROOT))
     from tests.redis_server import RedisServer
 
