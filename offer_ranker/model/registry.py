@@ -54,7 +54,7 @@ def resolve(ref: str) -> Resolved:
         return Resolved(ref, newest, "the newest bundle",
                         note=f"no '{PRODUCTION}' alias in the model registry ({tracking.tracking_uri()}) yet: serving "
                              f"the newest bundle, {newest}; promote one with `offer-ranker models promote TAG`")
-    if _in_store(f"{NAME}:{ref}"):
+    if store.exists(f"{NAME}:{ref}"):
         return Resolved(ref, f"{NAME}:{ref}", "version")
     raise RegistryError(f"'{ref}' is neither an alias in the model registry ({tracking.tracking_uri()}) nor a "
                         f"bundle version in the BentoML model store; see `offer-ranker models list`")
@@ -176,14 +176,6 @@ def _newest(ref: str) -> str:
         raise RegistryError(f"no bundles in the BentoML model store to serve as '{ref}': train one with "
                             f"`offer-ranker train --features DIR`")
     return rows[0]["tag"]
-
-
-def _in_store(tag: str) -> bool:
-    try:
-        store.bentoml_path(tag)
-    except Exception:  # noqa: BLE001 - NotFound, or an invalid tag
-        return False
-    return True
 
 
 def _now() -> str:

@@ -58,6 +58,15 @@ def bentoml_path(tag: str) -> str:
     return bentoml.models.get(tag).path
 
 
+def exists(tag: str) -> bool:
+    """Whether ``tag`` names a bundle in the model store."""
+    try:
+        bentoml_path(tag)
+    except Exception:  # noqa: BLE001 - NotFound, or not a valid tag
+        return False
+    return True
+
+
 def listing() -> list[dict[str, Any]]:
     """The bundles in the model store, newest first, with their headline facts."""
     import bentoml

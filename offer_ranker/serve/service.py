@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from offer_ranker.config import serve_config_from_env
 from offer_ranker.model import registry
+from offer_ranker.model import store as model_store
 from offer_ranker.serve import asgi
 from offer_ranker.serve.api import Feedback, FeedbackResponse, RankRequest, RankResponse, RequestError
 from offer_ranker.serve.router import Router
@@ -68,7 +69,8 @@ def served_bundles() -> list[str]:
     try:
         cfg = serve_config_from_env()
         refs = [arm.model for arm in cfg.arms.values()] or [cfg.model]
-        return sorted({registry.resolve(ref).tag for ref in refs})
+        # one that is not in the store is not declared: BentoML would refuse to start; /readyz says why
+        return sorted({tag for ref in refs if model_store.exists(tag := registry.resolve(ref).tag)})
     except Exception as exc:  # noqa: BLE001 - reported by /readyz when the service starts
         log.warning("no bundle to declare to BentoML (a Bento built now would hold none): %s", exc)
         return []

@@ -11,10 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from offer_ranker.cli import main
+from offer_ranker.config import ServeConfig
 from offer_ranker.evaluation.evaluate import evaluate
 from offer_ranker.featurize.frame import read_manifest
 from offer_ranker.model import registry, tracking
 from offer_ranker.model.train import TrainResult, train
+from offer_ranker.serve.router import Router
 from tests.conftest import CFG
 
 
@@ -103,6 +105,16 @@ def test_promote_gate_force_and_rollback(trained: TrainResult, tiny: TrainResult
     assert "production" in row and "production" not in next(line for line in out.splitlines() if tiny.tag in line)
     code, out = models("rollback")
     assert code == 1 and "no earlier version" in out
+    # A/B arms name aliases: the first model under 'candidate' has nothing to compare with
+    code, out = models("promote", tiny.tag, "--alias", "candidate")
+    assert code == 0 and registry.alias_tag("candidate") == tiny.tag
+    arms = {"control": {"model": "production", "share": 0.5}, "treatment": {"model": "candidate", "share": 0.5}}
+    router = Router.load(ServeConfig(arms=arms, prediction_log=None, journal=None))
+    try:
+        assert {n: e.version for n, e in router.engines.items()} == {"control": trained.tag, "treatment": tiny.tag}
+        assert router.ready and router.notes == []
+    finally:
+        router.close()
 
 
 def test_references_resolve_to_tags(trained: TrainResult, own_registry: str) -> None:
