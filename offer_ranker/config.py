@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from offer_ranker.errors import OfferRankerError
 
@@ -30,8 +30,13 @@ class _Strict(BaseModel):
 class SimulateConfig(_Strict):
     """The built-in marketplace simulator (see ``offer_ranker.simulator``)."""
 
+    scenario: Literal["default", "short-lived"] = Field(
+        "default", description="default: offers live 3-21 days and carry no text; short-lived: offers live 2-48 "
+        "hours and arrive continuously, each with a title and a description, and users come in sessions of "
+        "several requests with one intent each")
     users: int = Field(20_000, ge=10, le=50_000_000, description="distinct users over the period")
-    offers: int = Field(400, ge=40, le=1_000_000, description="distinct offers over the period")
+    offers: int = Field(400, ge=40, le=1_000_000, description="distinct offers over the period (short-lived "
+                        "scenario: default 60 a day)")
     days: int = Field(14, ge=2, le=366, description="length of the logged period in days")
     seed: int = Field(0, ge=0, description="random seed; the same seed gives identical files")
     partners: int = Field(30, ge=20, le=40, description="partners (advertisers) the offers belong to, 20-40")
@@ -40,6 +45,15 @@ class SimulateConfig(_Strict):
         0.1, ge=0.0, le=1.0, description="share of requests whose order is uniformly shuffled"
     )
     start: datetime = Field(datetime(2026, 1, 5), description="first day of the period (UTC)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scenario_offers(cls, data: Any) -> Any:
+        """Short-lived offers turn over daily: the catalogue grows with the period."""
+        if isinstance(data, dict) and data.get("scenario") == "short-lived" and data.get("offers") is None:
+            days = data.get("days", 14)
+            data = {**data, "offers": 60 * days if isinstance(days, int) and days > 0 else None}
+        return data
 
     @field_validator("start")
     @classmethod
@@ -67,6 +81,9 @@ class IngestConfig(_Strict):
 class FeaturesConfig(_Strict):
     """Point-in-time features (see ``offer_ranker.featurize.build`` and ``sql/features/``)."""
 
+    text_columns: tuple[str, ...] = Field(
+        ("title", "description"), description="offer columns that hold free text: never passed through as "
+        "categories (each value is nearly unique)")
     decay_hours: float = Field(
         24.0, gt=0, le=24 * 90, description="time constant of the exponentially decayed 'recent' counts, in hours "
         "(at most 90 days)")

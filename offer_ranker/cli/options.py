@@ -60,8 +60,12 @@ logs_option = click.option("--logs", "logs_dir", type=ExistingDir, required=True
                            help="Folder of prediction logs (*.jsonl, one per service process; read recursively).")
 users_option = click.option("--users", type=int, help="Distinct users over the period [default: 20000].")
 seed_option = click.option("--seed", type=int, help="Random seed; same seed, same files [default: 0].")
-simulate_options = stack(users_option, click.option("--offers", type=int, help="Distinct offers over the period "
-                                                    "[default: 400]."),
+scenario_option = click.option("--scenario", type=click.Choice(["default", "short-lived"]),
+                               help="default: offers live 3-21 days; short-lived: 2-48 hours, with titles and "
+                                    "descriptions, users in sessions [default: default].")
+simulate_options = stack(scenario_option, users_option,
+                         click.option("--offers", type=int, help="Distinct offers over the period "
+                                      "[default: 400; short-lived: 60 a day]."),
                          click.option("--days", type=int, help="Days of logs [default: 14]."), seed_option)
 #: a bundle and the features folder it is judged on, with the config
 judge_options = stack(model_option, features_option)

@@ -120,7 +120,7 @@ def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, ext
 def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config,
            snapshot_as_of: datetime | None, track: Track) -> tuple[int, tuple[Feature, ...]]:
     """Run every SQL step on ``con`` and stage the outputs; returns rows and features."""
-    extras = _passthrough_columns(con, source)
+    extras = _passthrough_columns(con, source, cfg.features.text_columns)
     sql.run(con, "features/base.sql", impressions=sql.literal(source / "impressions.parquet"),
             offers=sql.literal(source / "offers.parquet"), users=sql.literal(source / "users.parquet"),
             extras=_select_list(extras))
@@ -178,14 +178,14 @@ def _params(cfg: Config) -> dict[str, str]:
             "fallback_strength": repr(f.fallback_strength)}
 
 
-def _passthrough_columns(con: duckdb.DuckDBPyConnection, source: Path) -> Extras:
+def _passthrough_columns(con: duckdb.DuckDBPyConnection, source: Path, text: tuple[str, ...] = ()) -> Extras:
     """Extra columns of the ingested tables that become features as they are.
 
-    Numeric and boolean columns are numeric features, text columns categorical; other types
-    (timestamps, nested) are left out.
+    Numeric and boolean columns are numeric features, string columns categorical, except the
+    offers' free ``text`` columns; other types (timestamps, nested) are left out.
     """
     known = {"impressions": set(TABLES["impressions"].known) | set(_INGEST_COLUMNS),
-             "offers": set(TABLES["offers"].known), "users": set(TABLES["users"].known)}
+             "offers": set(TABLES["offers"].known) | set(text), "users": set(TABLES["users"].known)}
     aliases = {"impressions": "i", "offers": "o", "users": "u"}
     found = []
     for table, alias in aliases.items():

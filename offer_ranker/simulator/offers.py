@@ -1,6 +1,7 @@
 """The offer catalogue: when and where each offer is live, and its latent and shown attributes.
 
-Offers live 3–21 days and start and expire throughout the period (:func:`offer_windows`); each
+Offers live 3–21 days (short-lived scenario: 2–48 hours, with a title and a description,
+:mod:`.text`) and start and expire throughout the period (:func:`offer_windows`); each
 belongs to a partner and (mostly) that partner's category, and carries a payout, a price, a
 reward type, an optional minimum spend, a click quality and a separate conversion quality
 (:func:`build_offers`).
@@ -11,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from offer_ranker.config import SimulateConfig
+from offer_ranker.simulator import streams
 from offer_ranker.simulator.market import (
+    CATEGORIES,
     CATEGORY_PAYOUT,
     CATEGORY_PRICE,
     COUNTRIES,
@@ -21,27 +24,36 @@ from offer_ranker.simulator.market import (
     REWARD_TYPES,
 )
 from offer_ranker.simulator.streams import centred_effects
+from offer_ranker.simulator.text import offer_text
+
+#: offer lifetimes in days, (shortest, longest), and how long before the period the first lived
+LIFETIMES = {"default": (3.0, 21.0, 10.0), "short-lived": (2 / 24, 2.0, 2.0)}
 
 
-def offer_windows(rng: np.random.Generator, n_offers: int, start: int,
-                  days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def offer_windows(rng: np.random.Generator, n_offers: int, start: int, days: int,
+                  scenario: str = "default") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """When and where ``n_offers`` offers are live, over ``days`` days from ``start`` (µs).
 
     Returns (O,) start and (O,) exclusive end in µs, and (O, len(COUNTRIES)) bool availability,
     sorted by start (offer ids follow creation order). MAX_SLATE "lanes" of back-to-back offers
     available everywhere guarantee ≥ MAX_SLATE eligible offers per country at every moment; the
-    others live 3–21 days each, overlapping the period, and are available in each country with
-    probability 0.6 (in at least one).
+    others live 3–21 days each (short-lived: 2–48 hours, so they arrive all the time), overlapping
+    the period, and are available in each country with probability 0.6 (in at least one).
     """
-    # A lane starts up to 10 days before the period and ends after it; its offers' lifetimes
+    shortest, longest, lead = LIFETIMES[scenario]
+    # A lane starts up to `lead` days before the period and ends after it; its offers' lifetimes
     # stretch only when offers are scarce.
-    span = days + 10
-    per_lane = int(np.clip(round(span / 12), 1, max(1, n_offers // (2 * MAX_SLATE))))
-    w = rng.uniform(3, 21, (MAX_SLATE, per_lane))
-    edges = np.cumsum(np.c_[-rng.uniform(0, 10, MAX_SLATE), span * w / w.sum(1, keepdims=True)], axis=1)
+    span = days + lead
+    per_lane = int(np.clip(round(2 * span / (shortest + longest)), 1, max(1, n_offers // (2 * MAX_SLATE))))
+    w = rng.uniform(shortest, longest, (MAX_SLATE, per_lane))
+    w = span * w / w.sum(1, keepdims=True)
+    if scenario != "default":  # the lifetimes are the scenario's promise: scaled into bounds, not stretched
+        for _ in range(50):
+            w = np.clip(span * w / w.sum(1, keepdims=True), shortest, longest)
+    edges = np.cumsum(np.c_[-rng.uniform(0, lead, MAX_SLATE), w], axis=1)
     edges = start + np.round(edges * DAY).astype(np.int64)  # integer edges: lanes have no gaps
-    # The others: independent windows of 3–21 days, each overlapping the period.
-    life = rng.uniform(3, 21, n_offers - edges[:, 1:].size)
+    # The others: independent windows, each overlapping the period.
+    life = rng.uniform(shortest, longest, n_offers - edges[:, 1:].size)
     first = -life + rng.random(life.size) * (days + life)
     begin = np.r_[edges[:, :-1].ravel(), start + np.round(first * DAY).astype(np.int64)]
     end = np.r_[edges[:, 1:].ravel(), start + np.round((first + life) * DAY).astype(np.int64)]
@@ -61,7 +73,7 @@ def build_offers(cfg: SimulateConfig, start: int, rng: np.random.Generator, mark
     every world built with the same seed.
     """
     K, O, P = cfg.categories, cfg.offers, cfg.partners
-    begin, end, available = offer_windows(rng, O, start, cfg.days)
+    begin, end, available = offer_windows(rng, O, start, cfg.days, cfg.scenario)
     partner_category = market.permutation(np.arange(P) % K)  # every category has partners
     category_quality, partner_quality = centred_effects(market, 0.2, K), centred_effects(market, 0.2, P)
     category_conversion = -1.75 + centred_effects(market, 0.3, K)
@@ -72,8 +84,14 @@ def build_offers(cfg: SimulateConfig, start: int, rng: np.random.Generator, mark
     clickbait = rng.random(O) < 0.15
     quality = (category_quality[category] + partner_quality[partner] + REWARD_EFFECT[reward]
                - 0.15 * np.log1p(np.nan_to_num(min_spend) / 30) + rng.normal(0, 0.3, O) + 0.5 * clickbait)
+    text = {}
+    if cfg.scenario == "short-lived":  # its own stream: the default scenario's draws stay as they were
+        titles, descriptions = offer_text(streams.stage_rng(cfg.seed, streams.TEXT), CATEGORIES[:K],
+                                          tuple(f"partner_{i:02d}" for i in range(P)), category, partner,
+                                          quality, clickbait, reward)
+        text = {"offer_title": titles, "offer_description": descriptions}
     return dict(
-        offer_partner=partner, offer_category=category, offer_start=begin, offer_end=end,
+        **text, offer_partner=partner, offer_category=category, offer_start=begin, offer_end=end,
         payout=np.maximum(0.5, np.round(CATEGORY_PAYOUT[category] * rng.lognormal(0, 0.5, O), 2)),
         offer_quality=quality, offer_conversion=rng.normal(0, 0.35, O) - 1.3 * clickbait,
         base_price=CATEGORY_PRICE[category] * rng.lognormal(0, 0.3, O), reward_type=reward,

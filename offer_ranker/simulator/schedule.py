@@ -17,13 +17,16 @@ from offer_ranker.simulator.market import DAY, HOUR_SHARE, US
 MIN_GAP = 180 * US  # between a user's requests; clicks come within 120 s, so before the next request
 
 
-def request_schedule(rng: np.random.Generator, long_lived: np.ndarray, start: int, days: int):
-    """Requests ((R,) user, (R,) µs) in time order, and each user's first visit ((U,) µs).
+def request_schedule(rng: np.random.Generator, long_lived: np.ndarray, start: int, days: int,
+                     session_rng: np.random.Generator | None = None):
+    """Requests ((R,) user, (R,) µs, (R,) session) in time order, and each user's first visit ((U,) µs).
 
     ``long_lived`` is (U,) bool; the period is ``days`` days from ``start`` (µs). Most users
     visit 1–3 times over a few days; long-lived ones 4+ times, every ~2 days. Arrival days are
     spread over the period (returning users may have started a week before it), so many users
-    are first seen late. A session is 1–2 requests a few minutes apart.
+    are first seen late. A visit is a session (its number is the session id) of 1–2 requests a
+    few minutes apart; with ``session_rng`` (the short-lived scenario's stream) of 1–6 requests,
+    about 3 on average, a few minutes apart.
     """
     U = long_lived.size
     sessions = np.where(long_lived, 4 + rng.poisson(6, U), rng.choice([1, 2, 3], U, p=[0.55, 0.3, 0.15]))
@@ -38,12 +41,20 @@ def request_schedule(rng: np.random.Generator, long_lived: np.ndarray, start: in
     hour = rng.choice(24, user.size, p=HOUR_SHARE)
     ts = start + day * DAY + hour * 3600 * US + rng.integers(0, 3600 * US, user.size)
     first_visit = np.minimum.reduceat(ts, first)
-    two = rng.random(ts.size) < 0.3
-    ts = np.r_[ts, ts[two] + MIN_GAP + rng.exponential(4 * 60 * US, two.sum()).astype(np.int64)]
-    user = np.r_[user, user[two]]
+    visit = np.arange(ts.size)
+    if session_rng is None:
+        two = rng.random(ts.size) < 0.3
+        ts = np.r_[ts, ts[two] + MIN_GAP + rng.exponential(4 * 60 * US, two.sum()).astype(np.int64)]
+        user, session = np.r_[user, user[two]], np.r_[visit, visit[two]]
+    else:  # each later request of a session a few minutes after the one before
+        extra = np.minimum(session_rng.poisson(2.0, ts.size), 5)
+        of = np.repeat(visit, extra)
+        step = MIN_GAP + session_rng.exponential(3 * 60 * US, of.size).astype(np.int64)
+        after = _within(step, extra)
+        ts, user, session = np.r_[ts, ts[of] + after], np.r_[user, user[of]], np.r_[visit, of]
     # Keep a user's requests at least MIN_GAP apart, so every click is logged before the next one.
     order = np.lexsort((ts, user))
-    user, ts = user[order], ts[order]
+    user, ts, session = user[order], ts[order], session[order]
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     rank = np.arange(user.size) - np.repeat(starts, np.diff(np.r_[starts, user.size]))
     for i in range(1, int(rank.max(initial=0)) + 1):
@@ -51,7 +62,14 @@ def request_schedule(rng: np.random.Generator, long_lived: np.ndarray, start: in
         ts[at] = np.maximum(ts[at], ts[at - 1] + MIN_GAP)
     keep = (ts >= start) & (ts < start + days * DAY)
     order = np.lexsort((user[keep], ts[keep]))
-    return (user[keep][order], ts[keep][order]), first_visit
+    return (user[keep][order], ts[keep][order], session[keep][order]), first_visit
+
+
+def _within(step: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The running sum of ``step`` within consecutive groups of ``counts`` elements."""
+    total = np.cumsum(step)
+    before = np.r_[0, total][np.cumsum(counts) - counts]  # the sum before each group's first element
+    return total - np.repeat(before, counts)
 
 
 def requests_per_user(days: int) -> float:

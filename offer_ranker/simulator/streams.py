@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-OFFERS, USERS, SCHEDULE, CANDIDATES, POLICY, OUTCOMES, POPULARITY, MARKET = range(8)
+OFFERS, USERS, SCHEDULE, CANDIDATES, POLICY, OUTCOMES, POPULARITY, MARKET, TEXT, SESSIONS = range(10)
 
 
 def stage_rng(seed: int, stage: int, *index: int) -> np.random.Generator:

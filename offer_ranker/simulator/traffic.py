@@ -59,8 +59,9 @@ def _outcomes(world: World, b: Batch, slate: Slate, history: History, rng: np.ra
     conversions with their times (clicks 2–120 s after the request); updates ``history``."""
     r, s = np.nonzero(b.offer >= 0)
     user, offer, ts, position = b.user[r], b.offer[r, s], b.ts[r], slate.position[r, s]
+    intent = world.request_intent[b.request[r]] if world.request_intent is not None else None
     logit = attraction_logit(world, user, offer, ts, b.device[r], b.surface[r], b.price[r, s],
-                             history.effect(user, offer, ts))
+                             history.effect(user, offer, ts), intent)
     p_attract = expit(logit)
     p_click = examination(position) * p_attract
     p_convert = conversion_probability(world, user, offer)

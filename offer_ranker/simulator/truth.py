@@ -23,6 +23,7 @@ FATIGUE, FATIGUE_CAP = -0.12, 5  # per earlier unclicked impression of the same 
 INTEREST = 0.6  # clicked this offer before and not converted (yet)
 CONVERTED = -2.0  # already converted on this offer
 PAYOUT_EFFECT = -0.5  # conversion logit per unit of log(payout / category median): big payouts, hard asks
+INTENT = 1.0  # the category the session is after (short-lived scenario)
 
 
 def examination(position: np.ndarray) -> np.ndarray:
@@ -30,15 +31,18 @@ def examination(position: np.ndarray) -> np.ndarray:
     return np.power(np.asarray(position, dtype=np.float64), -EXAMINATION_POWER)
 
 
-def attraction_logit(world: World, user, offer, ts, device, surface, price, history=0.0) -> np.ndarray:
+def attraction_logit(world: World, user, offer, ts, device, surface, price, history=0.0,
+                     intent=None) -> np.ndarray:
     """logit P(click | examined), free of position. All arguments (N,) per impression; ``ts`` µs,
-    ``history`` the user × offer history term (:meth:`History.effect`)."""
+    ``history`` the user × offer history term (:meth:`History.effect`), ``intent`` the category
+    the session is after (-1: none; short-lived scenario)."""
     cat = world.offer_category[offer]
     hour = (ts // (3600 * US)) % 24
-    return (ATTRACT_BASE + world.offer_quality[offer] + world.user_preference[user, cat]
-            + world.user_clickiness[user] + world.hour_category[hour, cat]
-            + world.device_category[device, cat] + SURFACE_EFFECT[surface]
-            + PRICE_EFFECT * np.log(price / world.category_price[cat]) + history)
+    logit = (ATTRACT_BASE + world.offer_quality[offer] + world.user_preference[user, cat]
+             + world.user_clickiness[user] + world.hour_category[hour, cat]
+             + world.device_category[device, cat] + SURFACE_EFFECT[surface]
+             + PRICE_EFFECT * np.log(price / world.category_price[cat]) + history)
+    return logit if intent is None else logit + INTENT * (cat == intent)
 
 
 def conversion_probability(world: World, user, offer) -> np.ndarray:

@@ -37,6 +37,19 @@ def _taste(rng: np.random.Generator, sd: float, share: np.ndarray, K: int) -> np
     return x - share @ x
 
 
+def session_intents(rng: np.random.Generator, preference: np.ndarray, user: np.ndarray,
+                    session: np.ndarray) -> np.ndarray:
+    """(R,) the category each request's session is after, or -1: 70% of sessions have one, drawn
+    from the user's preferences (softmax), the same for every request of the session."""
+    ids, first = np.unique(session, return_index=True)
+    owner = user[first]
+    p = np.exp(preference[owner] - preference[owner].max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    chosen = (p.cumsum(1) < rng.random((ids.size, 1))).sum(1)
+    chosen = np.where(rng.random(ids.size) < 0.7, np.minimum(chosen, preference.shape[1] - 1), -1)
+    return chosen[np.searchsorted(ids, session)]
+
+
 def build_users(cfg: SimulateConfig, start: int, rng: np.random.Generator, market: np.random.Generator) -> dict:
     """The user and request fields of :class:`~offer_ranker.simulator.world.World` (``user_*``,
     ``request_*``) and the hour and device × category effects.
@@ -59,13 +72,18 @@ def build_users(cfg: SimulateConfig, start: int, rng: np.random.Generator, marke
     hour_category = market.uniform(0.1, 0.35, K) * np.cos(2 * np.pi * hours / 24)
     device_category = centred_effects(market, 0.2, (len(DEVICES), K))
 
+    short_lived = cfg.scenario == "short-lived"
+    session_rng = streams.stage_rng(cfg.seed, streams.SESSIONS) if short_lived else None
     schedule, first_visit = request_schedule(streams.stage_rng(cfg.seed, streams.SCHEDULE), long_lived,
-                                             start, cfg.days)
+                                             start, cfg.days, session_rng)
     account_age = np.where(fresh, rng.uniform(0, 20 * 60 * US, U), DAY + rng.exponential(400 * DAY, U))
     surface = rng.choice(len(SURFACES), len(schedule[0]), p=SURFACE_SHARE)
     on_usual = rng.random(len(schedule[0])) < 0.85
+    intent = {}
+    if short_lived:
+        intent = {"request_intent": session_intents(session_rng, preference, schedule[0], schedule[2])}
     return dict(
-        user_country=country, user_device=device, user_plan=plan, user_age=age,
+        **intent, user_country=country, user_device=device, user_plan=plan, user_age=age,
         user_signup=first_visit - account_age.astype(np.int64), user_preference=preference,
         user_clickiness=clickiness, hour_category=hour_category, device_category=device_category,
         request_user=schedule[0], request_ts=schedule[1], request_surface=surface,

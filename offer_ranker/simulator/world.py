@@ -59,6 +59,10 @@ class World:
     request_ts: np.ndarray  # (R,) µs, non-decreasing
     request_surface: np.ndarray  # (R,)
     request_device: np.ndarray  # (R,)
+    # the short-lived scenario only (None otherwise)
+    offer_title: np.ndarray | None = None  # (O,) str
+    offer_description: np.ndarray | None = None  # (O,) str
+    request_intent: np.ndarray | None = None  # (R,) category the request's session is after, -1 none
 
     @property
     def n_offers(self) -> int:

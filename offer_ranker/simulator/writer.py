@@ -142,6 +142,9 @@ def offers_table(world: World, offer_ids: pa.Array) -> pa.Table:
         "start_ts": pa.array(world.offer_start, TS), "end_ts": pa.array(world.offer_end, TS),
         "reward_type": _strings(REWARD_TYPES, world.reward_type),
         "min_spend": pa.array(world.min_spend, pa.float64(), from_pandas=True),  # NaN → NULL
+        **({"title": pa.array(world.offer_title.tolist(), pa.string()),
+            "description": pa.array(world.offer_description.tolist(), pa.string())}
+           if world.offer_title is not None else {}),
     })
 
 
