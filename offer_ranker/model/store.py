@@ -68,11 +68,16 @@ def exists(tag: str) -> bool:
 
 
 def listing() -> list[dict[str, Any]]:
-    """The bundles in the model store, newest first, with their headline facts."""
+    """The bundles in the model store, newest first, with their headline facts (none: empty)."""
     import bentoml
+    from bentoml.exceptions import NotFound
 
+    try:
+        models = bentoml.models.list(MODEL_NAME)
+    except NotFound:  # nothing saved under the name yet
+        return []
     rows = []
-    for model in sorted(bentoml.models.list(MODEL_NAME), key=lambda m: m.info.creation_time, reverse=True):
+    for model in sorted(models, key=lambda m: m.info.creation_time, reverse=True):
         meta = dict(model.info.metadata)
         rows.append({"tag": str(model.tag), "created": model.info.creation_time.strftime("%Y-%m-%d %H:%M"),
                      **dict(model.info.labels), **meta})

@@ -4,6 +4,9 @@ that compares with the model there now on the same held-out window; rollback mov
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -57,7 +60,8 @@ def test_a_training_is_an_mlflow_run(trained: TrainResult, sim: Path) -> None:
 
 
 def test_evaluate_adds_its_metrics_and_report_to_the_run(trained: TrainResult, sim: Path, tmp_path: Path) -> None:
-    report = evaluate(trained.bundle, sim / "features", tmp_path / "evaluation", CFG)
+    cfg = CFG.model_copy(update={"evaluate": CFG.evaluate.model_copy(update={"bootstrap": 200})})
+    report = evaluate(trained.bundle, sim / "features", tmp_path / "evaluation", cfg)
     c = tracking.client()
     metrics = c.get_run(trained.run_id).data.metrics
     assert metrics["test.efficiency"] == pytest.approx(report["methods"]["model"]["efficiency"]["value"])
@@ -125,3 +129,14 @@ def test_references_resolve_to_tags(trained: TrainResult, own_registry: str) -> 
     with pytest.raises(registry.RegistryError, match="neither an alias"):
         registry.resolve("candidate")
     assert not Path(own_registry.removeprefix("sqlite:///")).exists()  # reading never creates a store
+
+
+def test_a_fresh_model_store_lists_nothing_and_serves_nothing(tmp_path: Path) -> None:
+    """``models list`` and the service's resolution on a store nothing was trained into yet."""
+    env = os.environ | {"BENTOML_HOME": str(tmp_path / "bentoml"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
+    listed = subprocess.run([sys.executable, "-m", "offer_ranker", "models", "list"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert listed.returncode == 0 and "no bundles yet" in listed.stdout, listed.stderr
+    resolved = subprocess.run([sys.executable, "-c", "from offer_ranker.model import registry; "
+                               "registry.resolve('production')"], env=env, capture_output=True, text=True, timeout=120)
+    assert resolved.returncode == 1 and "RegistryError: no bundles in the BentoML model store" in resolved.stderr
