@@ -97,10 +97,10 @@ def aliases() -> dict[str, list[str]]:
     return found
 
 
-def promote(tag: str, alias: str = PRODUCTION, *, reason: str = "") -> str:
-    """Point ``alias`` at ``tag`` (registering it as a version first, once); returns the version."""
+def promote(bundle: Bundle, alias: str = PRODUCTION, *, reason: str = "") -> str:
+    """Point ``alias`` at the saved ``bundle`` (registering it as a version first, once); returns the version."""
     c = tracking.client()
-    version = _version_of(c, tag)
+    version = _version_of(c, bundle)
     history = _history(c, alias) + [version]
     c.set_registered_model_alias(NAME, alias, version)
     c.set_registered_model_tag(NAME, f"history.{alias}", json.dumps(history))
@@ -122,9 +122,8 @@ def rollback(alias: str = PRODUCTION) -> tuple[str, str]:
     return _tag_of(c, current), _tag_of(c, previous)
 
 
-def _version_of(c, tag: str) -> str:
-    """The registry version of ``tag``, registered now if it is not yet."""
-    bundle = store.load(tag)  # it must exist: the registry only points at bundles in the store
+def _version_of(c, bundle: Bundle) -> str:
+    """The registry version of the saved ``bundle``, registered now if it is not yet."""
     try:
         c.get_registered_model(NAME)
     except Exception:  # noqa: BLE001 - the first promotion

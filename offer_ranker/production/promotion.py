@@ -66,7 +66,7 @@ def promote(tag: str, alias: str = registry.PRODUCTION, cfg: Config | None = Non
         if judged_worse and force:
             decision.reason += " (promoted anyway: --force)"
     if decision.promoted:
-        decision.version = registry.promote(candidate.version, alias, reason=decision.reason)
+        decision.version = registry.promote(candidate, alias, reason=decision.reason)
     _record(candidate, decision, force)
     return decision
 

@@ -89,7 +89,7 @@ def bento_tag(trained: TrainResult, tmp_path_factory: pytest.TempPathFactory) ->
     to ``production`` in a registry of its own and a newer bundle in the store."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('registry')}/mlflow.db"
     with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_URI": uri}):
-        registry.promote(trained.tag)
+        registry.promote(trained.bundle)
     store.save(dataclasses.replace(trained.bundle, info=dict(trained.bundle.info)))  # the newest, not promoted
     run = _run(BIN / "bentoml", "build", "--output", "tag", cwd=launch.PROJECT_ROOT,
                env=_clean_env(MLFLOW_TRACKING_URI=uri))

@@ -29,7 +29,7 @@ def test_the_service_serves_production_not_the_newest(trained: TrainResult, bodi
     finally:
         router.close()
 
-    registry.promote(trained.tag)
+    registry.promote(trained.bundle)
     # a newer bundle (saved as `train` saves one) does not change what production serves
     newer = store.save(type(trained.bundle)(**{**trained.bundle.__dict__, "info": dict(trained.bundle.info)}))
     assert store.listing()[0]["tag"] == newer != trained.tag
