@@ -51,9 +51,12 @@ config_option = click.option("--config", "config_file", type=ExistingFile,
                              help="TOML config file; flags given on the command line override it.")
 features_option = click.option("--features", "features_dir", type=ExistingDir, required=True,
                                help="Output folder of `offer-ranker features`.")
-model_option = click.option("--model", "tag", default="latest", show_default=True,
-                            help="Bundle: a tag (offer_ranker:<version>), a version, a registry alias (production, "
-                            "candidate) or latest (the newest).")
+_MODEL_HELP = ("Bundle: a tag (offer_ranker:<version>), a version, a registry alias (production, candidate) or "
+               "latest (the newest).")
+model_option = click.option("--model", "tag", default="latest", show_default=True, help=_MODEL_HELP)
+#: the model the service serves, for commands about production (monitor)
+served_model_option = click.option("--model", "tag", default="production", show_default=True,
+                                   help=_MODEL_HELP + " production falls back to the newest before any promotion.")
 truth_option = click.option("--truth", type=ExistingFile, help="ground_truth.parquet of simulated logs [default: "
                             "found next to the raw logs, if any].")
 logs_option = click.option("--logs", "logs_dir", type=ExistingDir, required=True,

@@ -16,16 +16,16 @@ from offer_ranker.cli.options import (
     config_option,
     errors_as_messages,
     logs_option,
-    model_option,
     out_option,
     seed_option,
+    served_model_option,
     users_option,
 )
 
 
 @click.command()
 @logs_option
-@model_option
+@served_model_option
 @out_option("Folder for monitor.json and monitor.html.")
 @click.option("--all-versions/--this-version", "all_versions", default=None,
               help="Monitor the records of every model version, or only the bundle's [default: only the bundle's].")
