@@ -54,11 +54,15 @@ system:
 		else echo "note:$$missing not installed (not root); the tests that need them will be skipped"; fi; \
 	fi
 
+# pytest-xdist: one worker per core (at most 4), each test file on one worker so module fixtures
+# (servers, trained bundles) are built once; the session fixtures are built once per worker.
+PYTEST_PARALLEL = -n auto --maxprocesses 4 --dist loadfile
+
 test: install system
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 test-all: install system
-	$(BIN)/python -m pytest -m ''
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m ''
 
 # Long (about 30 minutes): 10M-impression ingest and feature builds, models, the online store at 1M
 # users, service latency (wrk and redis-server, installed when root); results in benchmarks/results/.
