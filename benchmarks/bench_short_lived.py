@@ -12,6 +12,13 @@ request after the training window with:
   (point in time; ties broken at random);
 * ``oracle``: the true attraction.
 
+The ceiling: the oracle again, each time knowing less of what no log shows, so the model can be
+placed between them (an upper bound of what features can reach): without the session's intent
+term, then with each user's individual taste replaced by the mean taste of their attribute group
+(plan × country × age band), then without the offers' latent quality (what the offer's category,
+partner, reward type and minimum spend do not explain, fitted by least squares over the
+catalogue).
+
 Efficiency is the expected top-3 clicks of a method's order over the oracle's, from the ground
 truth, with a 95% CI from a bootstrap by request; differences to the model are paired by request.
 ``new offers only`` ranks, in each request with two or more of them, only the candidates with
@@ -67,6 +74,42 @@ def efficiency(score: np.ndarray, t, k: int, rows: np.ndarray | None = None,
     return clicks, best
 
 
+def ceilings(cfg, t) -> dict[str, float]:
+    """Efficiency of the oracle's order knowing less and less of the latent terms (see the module
+    docstring); ``t`` is the test set, whose ids carry the simulator's indices."""
+    from scipy.special import logit
+
+    from offer_ranker.simulator import World
+    from offer_ranker.simulator.truth import INTENT
+
+    world = World.from_config(cfg.simulate)
+
+    def index(column: str) -> np.ndarray:
+        return t.frame[column].str.slice(1).cast(pl.Int64).to_numpy()
+
+    request, offer, user = index("request_id"), index("offer_id"), index("user_id")
+    category = world.offer_category[offer]
+    known = logit(t.p_attract) - INTENT * (category == world.request_intent[request])
+    groups = (world.user_plan * 100 + world.user_country) * 100 + world.user_age
+    taste = pl.DataFrame(world.user_preference).with_columns(g=groups)
+    mean_taste = taste.select(pl.exclude("g").mean().over("g")).to_numpy()
+    attributes = known - world.user_preference[user, category] + mean_taste[user, category]
+    o = pl.DataFrame({"category": world.offer_category, "partner": world.offer_partner,
+                      "reward": world.reward_type, "spend": np.log1p(np.nan_to_num(world.min_spend) / 30)})
+    design = np.column_stack([o.select(pl.col(c).cast(pl.String)).to_dummies().to_numpy()
+                              for c in ("category", "partner", "reward")] + [o["spend"].to_numpy()[:, None]])
+    fitted = design @ np.linalg.lstsq(design, world.offer_quality, rcond=None)[0]
+    latent = world.offer_quality - fitted
+    rows = {"oracle without the session intent": known,
+            "... and individual taste → its group's mean": attributes,
+            "... and without the offers' latent quality": attributes - latent[offer]}
+    out = {}
+    for name, score in rows.items():
+        clicks, best = efficiency(score, t, cfg.evaluate.k)
+        out[name] = float(clicks.sum() / best.sum())
+    return out
+
+
 def run(tmp: Path, users: int, seed: int, bootstrap: int) -> dict:
     from offer_ranker.config import Config
     from offer_ranker.evaluation.testset import load_test
@@ -117,6 +160,7 @@ def run(tmp: Path, users: int, seed: int, bootstrap: int) -> dict:
                  "requests_with_2+_new": int(groups.size)},
         "k": k, "bootstrap": bootstrap, "efficiency": methods, "model_minus": versus,
         "new_offers_only": {"k": min(k, 2), "efficiency": cold_methods},
+        "ceiling": ceilings(cfg, t),
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
@@ -131,6 +175,9 @@ def print_table(r: dict) -> None:
     for name, s in r["efficiency"].items():
         diff = ci(r["model_minus"][name]) if name in r["model_minus"] else "-"
         print(f"{name:<20}{ci(s):<26}{diff:<28}{ci(r['new_offers_only']['efficiency'][name])}")
+    print("\nceiling: the oracle's efficiency knowing less of what no log shows")
+    for name, value in r["ceiling"].items():
+        print(f"  {name:<50}{value:.3f}")
 
 
 def main() -> None:
