@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +39,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import polars as pl
+from publish import private_stores, write_result
 
 HERE = Path(__file__).resolve().parent
 GROUPS = ("session", "offer_scales", "offer_context", "content", "neighbours", "text_prior", "coclick")
@@ -156,12 +155,11 @@ def score_variant(features: Path, raw: Path, frame: pl.DataFrame, manifest: dict
                   out: Path, seed: int, cfg_data: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Train on the frame plus ``extra`` columns (a features folder in ``out``) with LightGBM seed
     ``seed``; per-request expected clicks and the oracle's, all requests and new offers only."""
-    from bench_short_lived import efficiency
+    from bench_short_lived import efficiency, new_offer_slice
 
     from offer_ranker.config import Config
     from offer_ranker.evaluation.testset import load_test
     from offer_ranker.model.train import train
-    from offer_ranker.stats import metrics as M
 
     described = list(manifest["features"])
     for columns in extra:
@@ -176,10 +174,8 @@ def score_variant(features: Path, raw: Path, frame: pl.DataFrame, manifest: dict
     t = load_test(bundle, out, raw / "ground_truth.parquet", cfg)
     score = bundle.score(t.X)
     clicks, best = efficiency(score, t, cfg.evaluate.k)
-    request = M.request_index(t.groups)
-    per = np.bincount(request[t.new_offer], minlength=len(t.groups))
-    keep = t.new_offer & (per[request] >= 2)
-    cold, cold_best = efficiency(score, t, min(cfg.evaluate.k, 2), rows=np.flatnonzero(keep), groups=per[per >= 2])
+    rows, groups = new_offer_slice(t)
+    cold, cold_best = efficiency(score, t, min(cfg.evaluate.k, 2), rows=rows, groups=groups)
     return clicks, best, cold, cold_best
 
 
@@ -252,14 +248,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "short_lived_ablation.json")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-        os.environ["BENTOML_HOME"] = f"{tmp}/bentoml"
-        result = run(Path(tmp), args.users, args.seed, args.train_seeds, args.bootstrap, args.groups.split(","))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print_table(result)
-    print(f"\nwrote {args.json}")
+    with private_stores() as tmp:
+        result = run(tmp, args.users, args.seed, args.train_seeds, args.bootstrap, args.groups.split(","))
+    write_result(result, args.json, print_table)
 
 
 if __name__ == "__main__":

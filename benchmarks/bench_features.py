@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from publish import write_result
+
 HERE = Path(__file__).parent
 
 _BASELINE = """
@@ -98,9 +100,7 @@ def main() -> None:
     print(f"{'write floor (train.parquet only)':<34}{write_s:>9.1f}{rows / write_s:>15,.0f}")
     print(f"ratio features / baseline: {feat_s / base_s:.1f}x; write floor / baseline: {write_s / base_s:.1f}x; "
           f"snapshot {snapshot_bytes / users:.0f} bytes per user")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_result(result, args.json)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import duckdb
+from publish import write_result
 
 from offer_ranker.config import SimulateConfig
 from offer_ranker.data.ingest import ingest
@@ -89,9 +90,7 @@ def main() -> None:
     print(f"{'DuckDB read+write (baseline)':<28}{med['baseline']:>10.2f}{rows / med['baseline']:>16,.0f}")
     print(f"{'offer-ranker ingest':<28}{med['ingest']:>10.2f}{rows / med['ingest']:>16,.0f}")
     print(f"ratio ingest / baseline: {result['ratio_ingest_to_baseline']:.2f}x")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_result(result, args.json)
 
 
 def _cpus() -> int:

@@ -20,7 +20,6 @@ Prints a table and writes JSON (ratios to the same run's baseline are the figure
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -28,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from publish import write_result
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -106,10 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         result = run(Path(tmp), args.users, args.repeats)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print_table(result)
-    print(f"\nwrote {args.json}")
+    write_result(result, args.json, print_table)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ across machines. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from publish import private_stores, write_result
 
 HERE = Path(__file__).parent
 
@@ -35,15 +34,9 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(HERE))
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-        os.environ["BENTOML_HOME"] = f"{tmp}/bentoml"  # its bundles and runs never reach the project's
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        result = run(Path(tmp), args.impressions, args.engines.split(","), args.split_share)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print_table(result)
-    print(f"\nwrote {args.json}")
+    with private_stores() as tmp:  # its bundles and runs never reach the project's
+        result = run(tmp, args.impressions, args.engines.split(","), args.split_share)
+    write_result(result, args.json, print_table)
 
 
 def run(tmp: Path, impressions: int, engines: list[str], split_share: float = 0.8) -> dict:

@@ -23,7 +23,6 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from publish import write_result
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -148,10 +148,7 @@ def main() -> None:
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     with tempfile.TemporaryDirectory() as tmp:
         result = run(Path(tmp), args)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print_table(result)
-    print(f"\nwrote {args.json}")
+    write_result(result, args.json, print_table)
 
 
 if __name__ == "__main__":

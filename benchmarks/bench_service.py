@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from publish import write_result
 
 from offer_ranker.serve import launch
 
@@ -64,10 +65,7 @@ def main() -> None:
         sys.exit("redis-server is not installed: apt-get install redis-server")
     with tempfile.TemporaryDirectory() as tmp:
         result = run(Path(tmp), args)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print_table(result)
-    print(f"\nwrote {args.json}")
+    write_result(result, args.json, print_table)
 
 
 def prepare(tmp: Path, users: int) -> tuple[str, list[dict], Path, Path]:

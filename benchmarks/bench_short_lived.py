@@ -31,15 +31,13 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+from publish import private_stores, write_result
 
 HERE = Path(__file__).resolve().parent
 
@@ -72,6 +70,17 @@ def efficiency(score: np.ndarray, t, k: int, rows: np.ndarray | None = None,
     clicks = M.dcg_per_request(M.ranks(score, groups, tiebreak), p, groups, k, discount=t.examination)
     best = M.dcg_per_request(M.ranks(p, groups, tiebreak), p, groups, k, discount=t.examination)
     return clicks, best
+
+
+def new_offer_slice(t) -> tuple[np.ndarray, np.ndarray]:
+    """The cold start on its own: the rows of each request's new candidates (fewer than
+    ``evaluate.new_offer_impressions`` earlier impressions) in requests with two or more of them,
+    and those requests' sizes, for :func:`efficiency`'s ``rows`` and ``groups``."""
+    from offer_ranker.stats import metrics as M
+
+    request = M.request_index(t.groups)
+    per = np.bincount(request[t.new_offer], minlength=len(t.groups))
+    return np.flatnonzero(t.new_offer & (per[request] >= 2)), per[per >= 2]
 
 
 def ceilings(cfg, t) -> dict[str, float]:
@@ -139,23 +148,18 @@ def run(tmp: Path, users: int, seed: int, bootstrap: int) -> dict:
     methods = {name: M.summary(v, resamples, weights=best) for name, v in per_request.items()}
     versus = {name: M.summary(per_request["model"] - per_request[name], resamples, weights=best)
               for name in scores if name != "model"}
-    # the cold start on its own: each request's new candidates (fewer than 100 earlier impressions)
-    new = t.new_offer
-    request = M.request_index(t.groups)
-    per = np.bincount(request[new], minlength=G)
-    keep = new & (per[request] >= 2)
-    groups = per[per >= 2]
+    rows, groups = new_offer_slice(t)
     cold_resamples = rng.integers(0, groups.size, size=(bootstrap, groups.size))
     cold = {}
     cold_best = None
     for name, score in scores.items():
-        v, cold_best = efficiency(score, t, min(k, 2), rows=np.flatnonzero(keep), groups=groups)
+        v, cold_best = efficiency(score, t, min(k, 2), rows=rows, groups=groups)
         cold[name] = v
     cold_methods = {name: M.summary(v, cold_resamples, weights=cold_best) for name, v in cold.items()}
     return {
         "users": users, "seed": seed, "impressions": sim.impressions, "offers": sim.offers,
         "test": {"requests": int(G), "impressions": int(len(t.click)), "from": bundle.info["train_until"],
-                 "share_of_candidates_new": float(new.mean()),
+                 "share_of_candidates_new": float(t.new_offer.mean()),
                  "share_of_candidates_unseen": float((t.frame["offer_impressions"].to_numpy() == 0).mean()),
                  "requests_with_2+_new": int(groups.size)},
         "k": k, "bootstrap": bootstrap, "efficiency": methods, "model_minus": versus,
@@ -188,14 +192,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "short_lived.json")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-        os.environ["BENTOML_HOME"] = f"{tmp}/bentoml"
-        result = run(Path(tmp), args.users, args.seed, args.bootstrap)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print_table(result)
-    print(f"\nwrote {args.json}")
+    with private_stores() as tmp:
+        result = run(tmp, args.users, args.seed, args.bootstrap)
+    write_result(result, args.json, print_table)
 
 
 if __name__ == "__main__":

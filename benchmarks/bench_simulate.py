@@ -10,7 +10,6 @@ ratio big/small close to 1 means memory stays flat in the total size.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import platform
 import resource
@@ -18,6 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from publish import write_result
 
 
 def _run(impressions: int, days: int, seed: int) -> dict:
@@ -71,11 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peak RSS ratio (big / small): {ratios['peak_rss_big_over_small']}   "
           f"throughput ratio (big / small): {ratios['throughput_big_over_small']}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"runs": runs, "ratios": ratios, "python": sys.version.split()[0], "machine": platform.machine(),
               "cpus": multiprocessing.cpu_count()}
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(report, args.out)
     return 0
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import polars as pl
 import pyarrow
 import pyarrow.parquet as pq
+from publish import write_result
 
 from offer_ranker.config import SimulateConfig
 from offer_ranker.featurize.build import SNAPSHOT_TABLES, build_features
@@ -235,9 +236,7 @@ def main() -> None:
     print(f"store memory: {memory / 2**20:,.0f} MiB ({memory / tiled_users:.0f} bytes/user); "
           f"features of one request of 15 candidates: median {latency['median_us']:.0f} µs, "
           f"p99 {latency['p99_us']:.0f} µs")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_result(result, args.json)
 
 
 if __name__ == "__main__":
