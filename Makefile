@@ -41,12 +41,16 @@ mlflow-ui: install
 		mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --port 5000
 
 # Debian packages the tests use, installed when we may (root): headless Chromium renders the SHAP
-# report; redis-server backs the online store's Redis tests (the tests start their own servers).
-# (each package here installs a command of the same name; `make bench` adds wrk)
-SYSTEM_PACKAGES ?= chromium redis-server
+# report; redis-server backs the online store's Redis tests; a headless JRE runs PySpark in local
+# mode (the tests start their own servers and Spark sessions). Each item is package[:command]: the
+# package is installed when its command (by default its own name) is missing.
+SYSTEM_PACKAGES ?= chromium redis-server default-jre-headless:java
 system:
 	@missing=""; \
-	for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for item in $(SYSTEM_PACKAGES); do \
+		package=$${item%%:*}; command=$${item#*:}; \
+		command -v $$command >/dev/null 2>&1 || missing="$$missing $$package"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null 2>&1 \
