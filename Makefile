@@ -82,7 +82,7 @@ bench: install
 
 # Re-pin every dependency (runtime and dev) for Python 3.11 on Linux.
 lock: | $(BIN)/uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra spark --python-version 3.11 \
 		--python-platform x86_64-unknown-linux-gnu --quiet -o requirements.lock
 
 clean:

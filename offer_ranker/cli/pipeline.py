@@ -49,11 +49,14 @@ def ingest(raw: Path, out: Path, config_file: Path | None) -> None:
 @click.option("--raw", type=ExistingDir, required=True,
               help="Raw log folder (ingested first, into OUT/ingested) or an ingested folder.")
 @out_option("Folder for train.parquet, manifest.json, snapshot/.")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Where the SQL runs: DuckDB in this process, or Apache Spark (the [spark] settings; "
+                   "SPARK_REMOTE for Spark Connect). The outputs are the same.")
 @config_option
 @errors_as_messages
-def features(raw: Path, out: Path, config_file: Path | None) -> None:
+def features(raw: Path, out: Path, engine: str, config_file: Path | None) -> None:
     """Build point-in-time features: the training frame, the manifest and the online snapshot."""
-    steps.features(config(config_file), raw, out)
+    steps.features(config(config_file), raw, out, engine)
 
 
 @click.command()

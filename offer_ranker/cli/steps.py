@@ -44,13 +44,13 @@ def ingest(cfg: Config, raw: Path, out: Path) -> None:
     console.summary(f"ingest -> {out}", outputs, facts)
 
 
-def features(cfg: Config, source: Path, out: Path) -> None:
+def features(cfg: Config, source: Path, out: Path, engine: str = "duckdb") -> None:
     from offer_ranker.featurize.build import build_features
 
-    result = build_features(source, out, cfg, track=console.track)
+    result = build_features(source, out, cfg, engine=engine, track=console.track)
     console.summary(f"features -> {out}", {"train": result.train, "manifest": result.manifest,
                                             "snapshot": out / "snapshot"},
-                    {"rows": f"{result.rows:,} impressions x {result.features} features",
+                    {"rows": f"{result.rows:,} impressions x {result.features} features", "engine": engine,
                      "seconds": f"{result.seconds:.1f}"})
 
 

@@ -30,6 +30,7 @@ from offer_ranker.data.ingest import ingest
 from offer_ranker.data.schema import BY_NAME as TABLES
 from offer_ranker.errors import OfferRankerError
 from offer_ranker.features import FEATURES, Feature, crosses, passthrough
+from offer_ranker.featurize.engine import Engine, EngineName, open_engine
 from offer_ranker.io import staged_outputs
 
 #: Feature groups in dependency order (user_category and listwise read earlier groups).
@@ -42,6 +43,8 @@ _INGEST_COLUMNS = ("click_ts", "conversion_ts", "label", "value")
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
             "UBIGINT", "FLOAT", "DOUBLE", "BOOLEAN")
 Extras = list[tuple[tuple[str, str], Feature]]  # ((table alias, raw column), its feature)
+#: "after every event" for a snapshot of the whole log (DuckDB's 'infinity' has no Spark equivalent)
+_END_OF_TIME = datetime(9999, 12, 31, 23, 59, 59)
 # exp() of the decayed counts' running sums overflows past ~700 time constants
 _MAX_DECAY_SPAN = 600
 
@@ -61,8 +64,10 @@ class FeatureResult:
 
 
 def build_features(source: Path | str, out: Path | str, cfg: Config | None = None, *,
-                   snapshot_as_of: datetime | None = None, track: Track = no_track) -> FeatureResult:
-    """Build the training frame, manifest and online snapshot from ``source``.
+                   snapshot_as_of: datetime | None = None, engine: EngineName = "duckdb",
+                   track: Track = no_track) -> FeatureResult:
+    """Build the training frame, manifest and online snapshot from ``source``, the SQL run by
+    ``engine`` (:mod:`.engine`: DuckDB here, or Spark; the outputs are the same).
 
     ``source`` is either an ingested folder (it has ``ingest_report.json``) or a raw folder,
     which is ingested into ``out/ingested`` first. The snapshot holds the state after the last
@@ -74,14 +79,8 @@ def build_features(source: Path | str, out: Path | str, cfg: Config | None = Non
     if not (source / "ingest_report.json").exists():
         ingest(source, out / "ingested", cfg.ingest, track=track)
         source = out / "ingested"
-    with staged_outputs(out) as stage:
-        con = duckdb.connect()
-        try:
-            sql.run(con, "features/setup.sql", memory_limit=sql.literal(cfg.features.memory_limit),
-                    temp_dir=sql.literal(stage.root / "duckdb_tmp"))
-            n, features = _build(con, stage, source, cfg, snapshot_as_of, track)
-        finally:
-            con.close()
+    with staged_outputs(out) as stage, open_engine(engine, cfg, stage.root / f"{engine}_tmp") as runner:
+        n, features = _build(runner, stage, source, cfg, snapshot_as_of, track)
     return FeatureResult(out, out / "train.parquet", out / "manifest.json", n, len(features),
                          round(time.perf_counter() - started, 3))
 
@@ -89,17 +88,17 @@ def build_features(source: Path | str, out: Path | str, cfg: Config | None = Non
 SNAPSHOT_TABLES = ("offers", "users", "user_category", "user_partner", "user_offer", "priors")
 
 
-def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, extras: Extras,
+def write_snapshot(runner: Engine, stage: Any, source: Path, extras: Extras,
                    as_of: datetime | None, first_day: date, last_day: date,
                    params: dict[str, str]) -> dict[str, Any]:
     """Stage ``snapshot/<table>.parquet`` from the events and state tables of the pipeline run on
-    ``con`` (``params``: the pipeline's, for t_ref and tau).
+    ``runner`` (``params``: the pipeline's, for t_ref and tau).
 
     The priors are those of the day the next request falls on: the day of ``as_of``, or the day
     after the last event.
     """
     if as_of is None:
-        cutoff, prior_day = "'infinity'::TIMESTAMP", last_day + timedelta(days=1)
+        cutoff, prior_day = f"TIMESTAMP {sql.literal(str(_END_OF_TIME))}", last_day + timedelta(days=1)
     else:
         cutoff, prior_day = f"TIMESTAMP {sql.literal(as_of.isoformat(sep=' '))}", as_of.date()
         if not first_day <= prior_day <= last_day + timedelta(days=1):
@@ -107,24 +106,24 @@ def write_snapshot(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, ext
                                f"({first_day}) and the day after the last ({last_day + timedelta(days=1)})")
     lists = {"offer_extras": _select_list(extras, "o", qualified=False),
              "user_extras": _select_list(extras, "u", qualified=False)}
-    sql.run(con, "features/snapshot.sql", t_ref=params["t_ref"], tau=params["tau"], as_of=cutoff,
+    runner.run("features/snapshot.sql", t_ref=params["t_ref"], tau=params["tau"], as_of=cutoff,
             prior_day=f"DATE {sql.literal(prior_day.isoformat())}",
             offers=sql.literal(source / "offers.parquet"), users=sql.literal(source / "users.parquet"),
             **lists, **{f"{t}_path": sql.literal(stage.path(f"snapshot/{t}.parquet")) for t in SNAPSHOT_TABLES})
     # the events the snapshot counts are those before this time: the online stores replay theirs from it
-    before = as_of or con.execute(sql.render("features/events_until.sql")).fetchone()[0] + timedelta(microseconds=1)
+    before = as_of or runner.rows("features/events_until.sql")[0][0] + timedelta(microseconds=1)
     return {"as_of": None if as_of is None else as_of.isoformat(), "prior_day": prior_day.isoformat(),
             "events_before": before.isoformat(), "tables": [f"{t}.parquet" for t in SNAPSHOT_TABLES]}
 
 
-def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config,
+def _build(runner: Engine, stage: Any, source: Path, cfg: Config,
            snapshot_as_of: datetime | None, track: Track) -> tuple[int, tuple[Feature, ...]]:
-    """Run every SQL step on ``con`` and stage the outputs; returns rows and features."""
-    extras = _passthrough_columns(con, source, cfg.features.text_columns)
-    sql.run(con, "features/base.sql", impressions=sql.literal(source / "impressions.parquet"),
+    """Run every SQL step on ``runner`` and stage the outputs; returns rows and features."""
+    extras = _passthrough_columns(source, cfg.features.text_columns)
+    runner.run("features/base.sql", impressions=sql.literal(source / "impressions.parquet"),
             offers=sql.literal(source / "offers.parquet"), users=sql.literal(source / "users.parquet"),
             extras=_select_list(extras))
-    t_ref, first_ts, last_ts, n = con.execute(sql.render("features/origin.sql")).fetchall()[0]
+    t_ref, first_ts, last_ts, n = runner.rows("features/origin.sql")[0]
     if n == 0:
         raise FeatureError(f"{source / 'impressions.parquet'}: no accepted impressions to build features from")
     tau = cfg.features.decay_hours * 3600
@@ -139,19 +138,19 @@ def _build(con: duckdb.DuckDBPyConnection, stage: Any, source: Path, cfg: Config
                                                 f"{sql.ident(f.name)}" for f in crossed)}
     steps = ("events", "priors", *GROUPS)
     for step in track(steps, "building features", len(steps)):
-        sql.run(con, f"features/{step}.sql", **params)
+        runner.run(f"features/{step}.sql", **params)
     # The snapshot reads the events and user_state; the training frame needs only base and the
     # f_* tables, so the snapshot is written first and the rest freed before assembling.
-    snapshot = write_snapshot(con, stage, source, extras, snapshot_as_of, first_ts.date(), last_ts.date(), params)
+    snapshot = write_snapshot(runner, stage, source, extras, snapshot_as_of, first_ts.date(), last_ts.date(), params)
     stage.write_json("snapshot/snapshot.json", snapshot | {"t_ref": t_ref, "tau_seconds": tau})
-    sql.run(con, "features/release.sql")
+    runner.run("features/release.sql")
     train = stage.path("train.parquet")
-    sql.run(con, "features/assemble.sql", path=sql.literal(train), columns=params["columns"],
+    runner.run("features/assemble.sql", path=sql.literal(train), columns=params["columns"],
             crosses=params["crosses"])
     features = FEATURES + tuple(f for _, f in extras) + crossed
     manifest = {
         "features": [_describe(f) for f in features],
-        "categories": {f.name: _levels(con, train, f.name, cfg.features.max_categories)
+        "categories": {f.name: _levels(runner, train, f.name, cfg.features.max_categories)
                        for f in features if f.dtype == "categorical"},
         "id_columns": list(ID_COLUMNS),
         "rows": n,
@@ -178,7 +177,7 @@ def _params(cfg: Config) -> dict[str, str]:
             "fallback_strength": repr(f.fallback_strength)}
 
 
-def _passthrough_columns(con: duckdb.DuckDBPyConnection, source: Path, text: tuple[str, ...] = ()) -> Extras:
+def _passthrough_columns(source: Path, text: tuple[str, ...] = ()) -> Extras:
     """Extra columns of the ingested tables that become features as they are.
 
     Numeric and boolean columns are numeric features, string columns categorical, except the
@@ -188,6 +187,7 @@ def _passthrough_columns(con: duckdb.DuckDBPyConnection, source: Path, text: tup
              "offers": set(TABLES["offers"].known) | set(text), "users": set(TABLES["users"].known)}
     aliases = {"impressions": "i", "offers": "o", "users": "u"}
     found = []
+    con = duckdb.connect()  # (the schemas of the ingested files, whichever engine builds the features)
     for table, alias in aliases.items():
         rel = con.read_parquet(str(source / f"{table}.parquet"))
         for column, dtype in zip(rel.columns, rel.types):
@@ -198,12 +198,12 @@ def _passthrough_columns(con: duckdb.DuckDBPyConnection, source: Path, text: tup
                 found.append(((alias, column), passthrough(table, column, numeric=True)))
             elif dtype == "VARCHAR":
                 found.append(((alias, column), passthrough(table, column, numeric=False)))
+    con.close()
     return found
 
 
-def _levels(con: duckdb.DuckDBPyConnection, train: Path, column: str, limit: int) -> list[str]:
-    rows = con.execute(sql.render("features/levels.sql", column=sql.ident(column), path=sql.literal(train),
-                                  limit=str(limit))).fetchall()
+def _levels(runner: Engine, train: Path, column: str, limit: int) -> list[str]:
+    rows = runner.rows("features/levels.sql", column=sql.ident(column), path=sql.literal(train), limit=str(limit))
     return [str(level) for level, _ in rows]
 
 

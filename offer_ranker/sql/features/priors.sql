@@ -9,8 +9,9 @@
 -- Before anything was seen, the configured fallback prior applies.
 -- Every day from the first to the day after the last, gaps included.
 CREATE OR REPLACE TEMP TABLE prior_days AS
-SELECT CAST(unnest(generate_series(lo, hi, INTERVAL 1 DAY)) AS DATE) AS day
-FROM (SELECT CAST(min(day) AS TIMESTAMP) AS lo, CAST(max(day) AS TIMESTAMP) + INTERVAL 1 DAY AS hi FROM base);
+SELECT CAST(t AS DATE) AS day  -- (not CAST(unnest(...)): Spark runs no generator inside an expression)
+FROM (SELECT unnest(generate_series(lo, hi, INTERVAL 1 DAY)) AS t
+      FROM (SELECT CAST(min(day) AS TIMESTAMP) AS lo, CAST(max(day) AS TIMESTAMP) + INTERVAL 1 DAY AS hi FROM base));
 
 CREATE OR REPLACE TEMP TABLE offer_before_day AS
 WITH daily AS (
@@ -25,13 +26,13 @@ GROUP BY d.day, x.ok;
 
 CREATE OR REPLACE TEMP TABLE offer_fits AS
 WITH ctr AS (
-    SELECT day, category, grouping(category) AS is_global, count(*) AS n,
+    SELECT day, category, grouping(category) = 1 AS is_global, count(*) AS n,
            avg(clicks / impressions) AS mean, var_pop(clicks / impressions) AS variance,
            avg(1 / impressions) AS inv_n
     FROM offer_before_day WHERE impressions >= {{ min_evidence }}
     GROUP BY GROUPING SETS ((day, category), (day))
 ), cvr AS (
-    SELECT day, category, grouping(category) AS is_global, count(*) AS n,
+    SELECT day, category, grouping(category) = 1 AS is_global, count(*) AS n,
            avg(conversions / clicks) AS mean, var_pop(conversions / clicks) AS variance,
            avg(1 / clicks) AS inv_n
     FROM offer_before_day WHERE clicks >= {{ min_evidence }}

@@ -5,6 +5,7 @@
 -- decays them to the request time the same way. Offer and pair states are the sums of their
 -- events before {{ as_of }}, user states the last running totals of user_state before it; both
 -- are grouped on the id hashes (see base.sql) and the ids come back through key -> id maps.
+-- Counts are written as DOUBLE, whatever integer type an engine's sum has.
 CREATE OR REPLACE TEMP TABLE snapshot_users AS SELECT uk, any_value(user_id) AS user_id FROM base GROUP BY uk;
 CREATE OR REPLACE TEMP TABLE snapshot_offers AS
 SELECT ok, any_value(offer_id) AS offer_id, any_value(partner) AS partner FROM base GROUP BY ok;
@@ -26,8 +27,8 @@ COPY (
     )
     SELECT coalesce(c.offer_id, s.offer_id) AS offer_id,
            c.* EXCLUDE (offer_id),
-           coalesce(s.impressions, 0) AS impressions, coalesce(s.clicks, 0) AS clicks,
-           coalesce(s.conversions, 0) AS conversions, coalesce(s.expected_clicks, 0) AS expected_clicks,
+           CAST(coalesce(s.impressions, 0) AS DOUBLE) AS impressions, CAST(coalesce(s.clicks, 0) AS DOUBLE) AS clicks,
+           CAST(coalesce(s.conversions, 0) AS DOUBLE) AS conversions, coalesce(s.expected_clicks, 0) AS expected_clicks,
            coalesce(s.impressions_scaled, 0) AS impressions_scaled, coalesce(s.clicks_scaled, 0) AS clicks_scaled
     FROM catalogue AS c FULL JOIN s USING (offer_id)
     ORDER BY offer_id
@@ -46,8 +47,8 @@ COPY (
         SELECT user_id, signup_ts {{ user_extras }} FROM read_parquet({{ users }})
     )
     SELECT coalesce(a.user_id, s.user_id) AS user_id, a.* EXCLUDE (user_id),
-           coalesce(s.requests, 0) AS requests, coalesce(s.impressions, 0) AS impressions,
-           coalesce(s.clicks, 0) AS clicks, coalesce(s.conversions, 0) AS conversions,
+           CAST(coalesce(s.requests, 0) AS DOUBLE) AS requests, CAST(coalesce(s.impressions, 0) AS DOUBLE) AS impressions,
+           CAST(coalesce(s.clicks, 0) AS DOUBLE) AS clicks, CAST(coalesce(s.conversions, 0) AS DOUBLE) AS conversions,
            s.last_visit, s.last_click
     FROM attributes AS a FULL JOIN s USING (user_id)
     ORDER BY user_id
@@ -57,7 +58,7 @@ COPY (
 -- {{ as_of }}, grouped on integer keys and named through the user and offer maps.
 
 COPY (
-    SELECT u.user_id, s.category, s.impressions, s.clicks
+    SELECT u.user_id, s.category, CAST(s.impressions AS DOUBLE) AS impressions, CAST(s.clicks AS DOUBLE) AS clicks
     FROM (SELECT uk, category, sum(impressions) AS impressions, sum(clicks) AS clicks
           FROM events WHERE category IS NOT NULL AND ts < {{ as_of }} GROUP BY uk, category) AS s
     JOIN snapshot_users AS u USING (uk)
@@ -65,8 +66,8 @@ COPY (
 ) TO {{ user_category_path }} (FORMAT parquet, COMPRESSION zstd);
 
 COPY (
-    SELECT u.user_id, o.partner, sum(s.impressions) AS impressions, sum(s.clicks) AS clicks,
-           sum(s.conversions) AS conversions
+    SELECT u.user_id, o.partner, CAST(sum(s.impressions) AS DOUBLE) AS impressions,
+           CAST(sum(s.clicks) AS DOUBLE) AS clicks, CAST(sum(s.conversions) AS DOUBLE) AS conversions
     FROM (SELECT uk, ok, sum(impressions) AS impressions, sum(clicks) AS clicks, sum(conversions) AS conversions
           FROM events WHERE upk IS NOT NULL AND ts < {{ as_of }} GROUP BY uk, ok) AS s
     JOIN snapshot_users AS u USING (uk)
@@ -76,7 +77,8 @@ COPY (
 ) TO {{ user_partner_path }} (FORMAT parquet, COMPRESSION zstd);
 
 COPY (
-    SELECT u.user_id, o.offer_id, s.impressions, s.clicks, s.conversions, s.last_seen
+    SELECT u.user_id, o.offer_id, CAST(s.impressions AS DOUBLE) AS impressions, CAST(s.clicks AS DOUBLE) AS clicks,
+           CAST(s.conversions AS DOUBLE) AS conversions, s.last_seen
     FROM (SELECT uk, ok, sum(impressions) AS impressions, sum(clicks) AS clicks, sum(conversions) AS conversions,
                  max(CASE WHEN impressions > 0 THEN ts END) AS last_seen
           FROM events WHERE ts < {{ as_of }} GROUP BY uk, ok) AS s

@@ -1,0 +1,140 @@
+"""Runs the feature SQL on a Spark session: the Spark side of :mod:`offer_ranker.featurize.engine`.
+
+A DuckDB temporary table becomes a locally checkpointed temporary view (memory, spilling to disk); a
+``COPY ... TO 'file.parquet'`` writes the query's partitions and then joins them, in order, into
+the one Parquet file DuckDB would have written, so everything downstream reads the same
+outputs; ``DROP TABLE`` unpersists. Only what this engine started is stopped on close: a session
+that already existed (spark-submit, a notebook, the tests) is reused and left running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from offer_ranker import sqlfiles as sql
+from offer_ranker.config.offline import SparkConfig
+from offer_ranker.errors import OfferRankerError
+from offer_ranker.featurize.spark.dialect import SparkDialect, Statement
+
+#: Settings that make Spark compute what DuckDB computes: UTC, timestamps without time zone (the
+#: logs' are naive UTC), and NULL rather than an error on a division by zero, as in DuckDB.
+SEMANTICS = {"spark.sql.session.timeZone": "UTC", "spark.sql.timestampType": "TIMESTAMP_NTZ",
+             "spark.sql.ansi.enabled": "false"}
+
+
+class SparkSQLError(OfferRankerError):
+    """A statement of ``sql/`` failed on Spark; the message names the file and the statement."""
+
+
+def session(cfg: SparkConfig) -> tuple[Any, bool]:
+    """The active Spark session, else a new one from ``cfg`` (or ``SPARK_REMOTE``); and whether it
+    was started here."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active, False
+    builder = SparkSession.builder.appName("offer-ranker")
+    if os.environ.get("SPARK_REMOTE"):
+        builder = builder.remote(os.environ["SPARK_REMOTE"])
+    else:
+        builder = (builder.master(cfg.master).config("spark.driver.memory", cfg.driver_memory)
+                   .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false"))
+    for key, value in ({"spark.sql.shuffle.partitions": str(cfg.shuffle_partitions)} | cfg.conf).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR") if not os.environ.get("SPARK_REMOTE") else None
+    return spark, True
+
+
+class SparkEngine:
+    def __init__(self, spark: Any, temp_dir: Path) -> None:
+        self.spark = spark
+        self.temp_dir = temp_dir
+        self.dialect = SparkDialect()
+        self.tables: dict[str, Any] = {}
+        for key, value in SEMANTICS.items():
+            spark.conf.set(key, value)
+
+    @classmethod
+    @contextmanager
+    def open(cls, cfg: SparkConfig, temp_dir: Path) -> Iterator[SparkEngine]:
+        spark, started = session(cfg)
+        engine = cls(spark, temp_dir)
+        try:
+            yield engine
+        finally:
+            engine.close()
+            if started:
+                spark.stop()
+
+    def close(self) -> None:
+        for name in list(self.tables):
+            self._drop(name)
+
+    def run(self, name: str, **params: str) -> None:
+        for i, statement in enumerate(self.dialect.statements(sql.render(name, **params), f"sql/{name}"), 1):
+            try:
+                if statement.kind == "table":
+                    self._table(statement)
+                elif statement.kind == "copy":
+                    self._copy(statement)
+                elif statement.kind == "drop":
+                    self._drop(statement.name)
+                else:
+                    self.spark.sql(statement.sql).collect()
+            except Exception as e:
+                if type(e).__module__.startswith(("pyspark", "py4j")):
+                    first = str(e).strip().splitlines()[0][:500]
+                    raise SparkSQLError(f"sql/{name}, statement {i} ({statement.kind} {statement.name}) failed on "
+                                        f"Spark: {first}\n{statement.sql}") from e
+                raise
+
+    def rows(self, name: str, **params: str) -> list[tuple[Any, ...]]:
+        *before, last = self.dialect.statements(sql.render(name, **params), f"sql/{name}")
+        if before or last.kind != "query":
+            raise ValueError(f"sql/{name} is not a single query")
+        return [tuple(row) for row in self.spark.sql(last.sql).collect()]
+
+    def _table(self, statement: Statement) -> None:
+        """Materialise now, as DuckDB does: a local checkpoint keeps the rows (memory, then disk)
+        and cuts the plan, so later statements read a table, not the SQL that made it (Spark's
+        optimizer also fails on cached plans that hold CTEs of their own)."""
+        frame = self.spark.sql(statement.sql).localCheckpoint(eager=True)
+        if statement.name in self.tables:
+            self._drop(statement.name)
+        frame.createOrReplaceTempView(statement.name)
+        self.tables[statement.name] = frame
+
+    def _drop(self, name: str) -> None:
+        self.tables.pop(name).unpersist()
+        self.spark.catalog.dropTempView(name)
+
+    def _copy(self, statement: Statement) -> None:
+        """Write the query's rows to the Parquet file ``statement.name``, in the query's order."""
+        parts = self.temp_dir / f"spark-{uuid.uuid4().hex}"
+        self.spark.sql(statement.sql).write.parquet(str(parts), compression=statement.compression)
+        try:
+            join_parts(parts, Path(statement.name), statement.compression)
+        finally:
+            shutil.rmtree(parts, ignore_errors=True)
+
+
+def join_parts(folder: Path, target: Path, compression: str) -> None:
+    """Append the row groups of Spark's ``part-*`` files (named in partition order, so a sorted
+    query's order is kept) to one Parquet file, a batch at a time (memory stays flat)."""
+    import pyarrow.parquet as pq
+
+    parts = sorted(folder.glob("part-*.parquet"))
+    schema = pq.read_schema(parts[0])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(target, schema, compression=compression) as writer:
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=1 << 16):
+                writer.write_batch(batch)
