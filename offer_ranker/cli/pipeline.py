@@ -63,7 +63,8 @@ def features(raw: Path, out: Path, engine: str, config_file: Path | None) -> Non
 @features_option
 @time_option("--train-until", "train_until", "Train on impressions before this ISO 8601 time [default: the first "
              "80% of the time range].")
-@click.option("--engine", type=click.Choice(["lightgbm", "xgboost"]), help="[default: lightgbm]")
+@click.option("--engine", type=click.Choice(["lightgbm", "xgboost", "xgboost-spark"]),
+              help="[default: lightgbm] xgboost-spark: XGBoost trained on Spark ([spark] settings).")
 @click.option("--objective", type=click.Choice(["clicks", "conversions", "revenue"]), help="[default: clicks]")
 @click.option("--tune", "tune_trials", type=int, help="Optuna trials for the ranker [default: 0, no tuning].")
 @config_option

@@ -104,7 +104,9 @@ class SparkConfig(Strict):
 class TrainConfig(Strict):
     """Model training (see ``offer_ranker.model.train``)."""
 
-    engine: Literal["lightgbm", "xgboost"] = Field("lightgbm", description="gradient-boosting library")
+    engine: Literal["lightgbm", "xgboost", "xgboost-spark"] = Field(
+        "lightgbm", description="gradient-boosting library; xgboost-spark: XGBoost trained on Spark (the [spark] "
+        "session), saved as an ordinary XGBoost bundle")
     objective: Literal["clicks", "conversions", "revenue"] = Field(
         "clicks", description="what the ranking maximises; revenue orders by p_click x p_convert x payout")
     position_bias: Literal["feature", "lambdarank", "none"] = Field(

@@ -2,7 +2,8 @@
 
 ``fit_ranker`` and ``fit_classifier`` return a :class:`Booster` that predicts from the float
 matrix of :class:`offer_ranker.featurize.frame.FeatureSpec` and saves to / loads from one text file.
-LightGBM is the default engine; XGBoost (``rank:ndcg``, ``binary:logistic``) is the alternative.
+LightGBM is the default engine; XGBoost (``rank:ndcg``, ``binary:logistic``) is the alternative,
+on one machine or on Spark (``xgboost-spark``: the same boosters, trained by :mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 
 from offer_ranker.stats.metrics import request_starts
 
-ENGINES = ("lightgbm", "xgboost")
+#: xgboost-spark trains XGBoost on Spark (:mod:`.distributed`); its boosters are XGBoost's
+ENGINES = ("lightgbm", "xgboost", "xgboost-spark")
 
 
 @dataclass
@@ -117,7 +119,7 @@ def fit_ranker(engine: str, train: RankData, valid: RankData, params: dict[str, 
                         "ranker", categorical, rounds, early_stopping, position_aware, report)
     return _xgb_fit(train, valid, {"objective": "rank:ndcg", "eval_metric": "ndcg@3",
                                    "lambdarank_unbiased": position_aware, **params},
-                    "ranker", categorical, rounds, early_stopping, report, gains=gains)
+                    "ranker", categorical, rounds, early_stopping, report, gains=gains, spark=engine == "xgboost-spark")
 
 
 def fit_classifier(engine: str, train: RankData, valid: RankData, params: dict[str, Any], *, categorical: list[int],
@@ -127,7 +129,7 @@ def fit_classifier(engine: str, train: RankData, valid: RankData, params: dict[s
         return _lgb_fit(train, valid, {"objective": "binary", "metric": "binary_logloss", **params},
                         "classifier", categorical, rounds, early_stopping, False, None)
     return _xgb_fit(train, valid, {"objective": "binary:logistic", "eval_metric": "logloss", **params},
-                    "classifier", categorical, rounds, early_stopping, None)
+                    "classifier", categorical, rounds, early_stopping, None, spark=engine == "xgboost-spark")
 
 
 def _lgb_fit(train: RankData, valid: RankData, params: dict[str, Any], kind: str, categorical: list[int],
@@ -178,7 +180,8 @@ def _lgb_to_xgb(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _xgb_fit(train: RankData, valid: RankData, extra: dict[str, Any], kind: str, categorical: list[int],
-             rounds: int, early_stopping: int, report: Report | None, *, gains: Any = None) -> Booster:
+             rounds: int, early_stopping: int, report: Report | None, *, gains: Any = None,
+             spark: bool = False) -> Booster:
     import xgboost as xgb
 
     types = ["c" if i in categorical else "q" for i in range(train.X.shape[1])]
@@ -203,6 +206,16 @@ def _xgb_fit(train: RankData, valid: RankData, extra: dict[str, Any], kind: str,
         params["monotone_constraints"] = "(" + ",".join(str(int(c)) for c in constraints) + ")"
     if ranking:
         params["ndcg_exp_gain"] = False
+    if spark:
+        from offer_ranker.model import distributed
+
+        if report is not None:
+            raise distributed.DistributedError("tuning (train.tune_trials) runs on one machine: use --engine xgboost")
+        labels = tuple(np.asarray(gains, dtype=np.float64)[d.label.astype(int)] if ranking else d.label
+                       for d in (train, valid))
+        model, curve = distributed.fit(train, valid, params, kind, categorical, rounds, early_stopping, labels,
+                                       int(extra.get("seed", 0)))
+        return Booster("xgboost", kind, model, categorical, model.num_boosted_rounds(), curve)
     dtrain, dvalid = dmatrix(train), dmatrix(valid)
     history: dict[str, Any] = {}
     callbacks: list[Any] = []

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -78,20 +80,8 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
     steps = ["tune"] if cfg.train.tune_trials else []
     steps += ["ranker", "click model", "conversion model"]
     boosters: dict[str, Booster | None] = {}
-    for step in track(steps, "training", len(steps)):
-        t0 = time.perf_counter()
-        if step == "tune":
-            from offer_ranker.model.tune import tune
-
-            tuned = tune(fit, valid, cfg, params)
-            params |= tuned["best_params"]
-        elif step == "ranker":
-            boosters["ranker"] = fitting.fit_ranker_for(fit, valid, cfg, params)
-        elif step == "click model":
-            boosters["ctr"] = fitting.fit_click_model(fit, valid, cfg, params)
-        else:
-            boosters["conversion"] = fitting.fit_conversion_model(fit, valid, cfg, params)
-        seconds[step] = round(time.perf_counter() - t0, 3)
+    with _spark_for(cfg):
+        _fit_all(steps, boosters, seconds, tuned, params, fit, valid, cfg, track)
 
     ctr, ranker = boosters["ctr"], boosters["ranker"]
     assert ctr is not None and ranker is not None
@@ -99,7 +89,9 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
     clicks = fit.frame.filter(pl.col("label") >= 1)
     values = clicks["value"].drop_nulls()
     info: dict[str, Any] = {
-        "engine": cfg.train.engine, "objective": cfg.train.objective, "position_bias": cfg.train.position_bias,
+        # the boosters' library (xgboost-spark trains XGBoost boosters); trained_with: the engine chosen
+        "engine": ranker.engine, "trained_with": cfg.train.engine, "objective": cfg.train.objective,
+        "position_bias": cfg.train.position_bias,
         "train_from": first.isoformat(), "valid_from": valid_from.isoformat(), "train_until": until.isoformat(),
         "rows": {"fit": fit.frame.height, "valid": valid.frame.height},
         "requests": {"fit": len(fit.groups), "valid": len(valid.groups)},
@@ -124,6 +116,43 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
     tag = store.save(bundle)
     run_id = tracking.record_training(bundle, cfg.track.experiment, features) if cfg.track.enabled else None
     return TrainResult(tag, bundle, round(time.perf_counter() - started, 3), run_id)
+
+
+
+
+def _fit_all(steps: list[str], boosters: dict[str, Booster | None], seconds: dict[str, float], tuned: dict[str, Any],
+             params: dict[str, Any], fit: ModelInputs, valid: ModelInputs, cfg: Config, track: Track) -> None:
+    """Fit the bundle's models (``steps``) into ``boosters``; their times into ``seconds``."""
+    for step in track(steps, "training", len(steps)):
+        t0 = time.perf_counter()
+        if step == "tune":
+            from offer_ranker.model.tune import tune
+
+            tuned.update(tune(fit, valid, cfg, params))
+            params |= tuned["best_params"]
+        elif step == "ranker":
+            boosters["ranker"] = fitting.fit_ranker_for(fit, valid, cfg, params)
+        elif step == "click model":
+            boosters["ctr"] = fitting.fit_click_model(fit, valid, cfg, params)
+        else:
+            boosters["conversion"] = fitting.fit_conversion_model(fit, valid, cfg, params)
+        seconds[step] = round(time.perf_counter() - t0, 3)
+
+
+@contextmanager
+def _spark_for(cfg: Config) -> Iterator[None]:
+    """A Spark session from ``[spark]`` while ``xgboost-spark`` trains (stopped after, if started here)."""
+    if cfg.train.engine != "xgboost-spark":
+        yield
+        return
+    from offer_ranker.featurize.spark.runner import session
+
+    spark, started = session(cfg.spark)
+    try:
+        yield
+    finally:
+        if started:
+            spark.stop()
 
 
 def _check(fit: ModelInputs, valid: ModelInputs, valid_from: datetime, until: datetime) -> None:

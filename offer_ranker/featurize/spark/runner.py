@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,8 @@ def session(cfg: SparkConfig) -> tuple[Any, bool]:
     if os.environ.get("SPARK_REMOTE"):
         builder = builder.remote(os.environ["SPARK_REMOTE"])
     else:
+        # Python workers (xgboost.spark's) run this interpreter, with this environment's packages
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = (builder.master(cfg.master).config("spark.driver.memory", cfg.driver_memory)
                    .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false"))
     for key, value in ({"spark.sql.shuffle.partitions": str(cfg.shuffle_partitions)} | cfg.conf).items():
