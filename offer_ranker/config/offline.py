@@ -64,9 +64,10 @@ class IngestConfig(Strict):
 class FeaturesConfig(Strict):
     """Point-in-time features (see ``offer_ranker.featurize.build`` and ``sql/features/``)."""
 
-    text_columns: tuple[str, ...] = Field(
-        ("title", "description"), description="offer columns that hold free text: never passed through as "
-        "categories (each value is nearly unique)")
+    text_columns: tuple[str, ...] = Field(("title", "description"), description="offer columns that hold free "
+                                          "text: the content prior's input, never passed through as categories")
+    content_neighbours: int = Field(10, ge=0, le=1000, description="offers nearest by text whose click rates make "
+                                    "the content prior (offer_content_ctr; needs text columns); 0: none")
     decay_hours: float = Field(
         24.0, gt=0, le=24 * 90, description="time constant of the exponentially decayed 'recent' counts, in hours "
         "(at most 90 days)")

@@ -4,6 +4,7 @@ Installed as ``offer_ranker.features``. Each :class:`Feature` names the SQL file
 ``sql/features/`` that produces it; ``tests/data/test_features.py`` checks that every produced
 column has a definition and every definition is produced.
 
+The content prior (``content.FEATURES``) exists only when the offers have text columns.
 Pass-through columns (extra columns of the raw tables) and crosses (a segment × the offer's
 category, :mod:`offer_ranker.features.crosses`) are defined by rule rather than by hand: see
 :func:`passthrough` and :func:`crosses`.
@@ -11,14 +12,16 @@ category, :mod:`offer_ranker.features.crosses`) are defined by rule rather than 
 
 from __future__ import annotations
 
-from offer_ranker.features import affinity, offer_history, offer_request, user_history
+from offer_ranker.features import affinity, content, offer_history, offer_request, user_history
 from offer_ranker.features.base import Feature
 from offer_ranker.features.crosses import crosses
 
 FEATURES: tuple[Feature, ...] = (
     offer_history.FEATURES + user_history.FEATURES + affinity.FEATURES + offer_request.FEATURES
 )
-BY_NAME = {f.name: f for f in FEATURES}
+#: Defined only when the offers have text columns (``features.text_columns``).
+CONTENT: tuple[Feature, ...] = content.FEATURES
+BY_NAME = {f.name: f for f in FEATURES + CONTENT}
 
 #: Where extra raw columns come from, and the prefix their features get.
 PASSTHROUGH_SOURCES = {"impressions": ("request×offer", "imp_x_"), "offers": ("offer", "offer_x_"),
@@ -44,4 +47,4 @@ def passthrough(table: str, column: str, numeric: bool) -> Feature:
     )
 
 
-__all__ = ["BY_NAME", "FEATURES", "IMPRESSION_PREFIX", "USER_PREFIX", "Feature", "crosses", "passthrough"]
+__all__ = ["BY_NAME", "CONTENT", "FEATURES", "IMPRESSION_PREFIX", "USER_PREFIX", "Feature", "crosses", "passthrough"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 
 from offer_ranker import sqlfiles as sql
 from offer_ranker.config import Config
@@ -29,7 +30,8 @@ from offer_ranker.console import Track, no_track
 from offer_ranker.data.ingest import ingest
 from offer_ranker.data.schema import BY_NAME as TABLES
 from offer_ranker.errors import OfferRankerError
-from offer_ranker.features import FEATURES, Feature, crosses, passthrough
+from offer_ranker.features import CONTENT, FEATURES, Feature, crosses, passthrough
+from offer_ranker.featurize import content
 from offer_ranker.featurize.engine import Engine, EngineName, open_engine
 from offer_ranker.io import staged_outputs
 
@@ -139,6 +141,8 @@ def _build(runner: Engine, stage: Any, source: Path, cfg: Config,
     steps = ("events", "priors", *GROUPS)
     for step in track(steps, "building features", len(steps)):
         runner.run(f"features/{step}.sql", **params)
+    text = _content_priors(runner, source, cfg, first_ts, last_ts)
+    runner.run("features/content.sql")
     # The snapshot reads the events and user_state; the training frame needs only base and the
     # f_* tables, so the snapshot is written first and the rest freed before assembling.
     snapshot = write_snapshot(runner, stage, source, extras, snapshot_as_of, first_ts.date(), last_ts.date(), params)
@@ -146,8 +150,8 @@ def _build(runner: Engine, stage: Any, source: Path, cfg: Config,
     runner.run("features/release.sql")
     train = stage.path("train.parquet")
     runner.run("features/assemble.sql", path=sql.literal(train), columns=params["columns"],
-            crosses=params["crosses"])
-    features = FEATURES + tuple(f for _, f in extras) + crossed
+               crosses=params["crosses"], content=", ct.offer_content_ctr AS offer_content_ctr" if text else "")
+    features = FEATURES + (CONTENT if text else ()) + tuple(f for _, f in extras) + crossed
     manifest = {
         "features": [_describe(f) for f in features],
         "categories": {f.name: _levels(runner, train, f.name, cfg.features.max_categories)
@@ -162,6 +166,25 @@ def _build(runner: Engine, stage: Any, source: Path, cfg: Config,
     }
     stage.write_json("manifest.json", manifest)
     return n, features
+
+
+def _content_priors(runner: Engine, source: Path, cfg: Config, first_ts: datetime, last_ts: datetime) -> tuple[str, ...]:
+    """Register ``content_priors`` (day, offer_id, offer_content_ctr: :mod:`.content`) for every
+    day of the priors; returns the offers' text columns it was computed from (none: an empty table)."""
+    import pyarrow.parquet as pq
+
+    f = cfg.features
+    columns = pq.read_schema(source / "offers.parquet").names
+    text = tuple(c for c in f.text_columns if c in columns) if f.content_neighbours else ()
+    priors = pl.DataFrame(schema=content.SCHEMA)
+    if text:
+        offers = pl.read_parquet(source / "offers.parquet", columns=["offer_id", "start_ts", "end_ts", *text])
+        history = runner.frame("features/content_history.sql")
+        days = runner.frame("features/content_days.sql")["day"].to_list()
+        until = cfg.train.train_until or first_ts + (last_ts - first_ts) * cfg.train.split_share
+        priors = content.neighbour_priors(offers, history, text, until, days, f.content_neighbours, f.min_evidence)
+    runner.register("content_priors", priors.to_arrow())
+    return text
 
 
 def _select_list(extras: Extras, alias: str | None = None, *, qualified: bool = True) -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import duckdb
+import polars as pl
+import pyarrow as pa
 
 from offer_ranker import sqlfiles as sql
 from offer_ranker.config import Config
@@ -29,6 +31,12 @@ class Engine(Protocol):
     def rows(self, name: str, **params: str) -> list[tuple[Any, ...]]:
         """The rows of the query ``sql/<name>``."""
 
+    def frame(self, name: str, **params: str) -> pl.DataFrame:
+        """The result of the query ``sql/<name>`` as a (driver-side) DataFrame."""
+
+    def register(self, name: str, table: pa.Table) -> None:
+        """Make ``table`` (computed in Python) the temporary table ``name`` of later statements."""
+
 
 class DuckDBEngine:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -39,6 +47,14 @@ class DuckDBEngine:
 
     def rows(self, name: str, **params: str) -> list[tuple[Any, ...]]:
         return self.con.execute(sql.render(name, **params)).fetchall()
+
+    def frame(self, name: str, **params: str) -> pl.DataFrame:
+        return self.con.sql(sql.render(name, **params)).pl()
+
+    def register(self, name: str, table: pa.Table) -> None:
+        self.con.register("_registered", table)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {sql.ident(name)} AS SELECT * FROM _registered")
+        self.con.unregister("_registered")
 
 
 @contextmanager

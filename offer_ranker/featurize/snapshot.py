@@ -228,6 +228,9 @@ class Snapshot:
         self.offer_payout = np.append(_floats(t["payout"]), np.nan)
         self.offer_start = np.append(_times(t["start_ts"]), NULL_TS)
         self.offer_end = np.append(_times(t["end_ts"]), NULL_TS)
+        # the content prior of the day (NaN: none; snapshots written before it existed have no column)
+        content = _floats(t["content_ctr"]) if "content_ctr" in t.column_names else np.full(t.num_rows, np.nan)
+        self.offer_content_ctr = np.append(content, np.nan)
         self.offer_extras = {name: _column(t[name]) for name in extras}
 
     def _users(self, t: pa.Table, extras: list[str]) -> None:

@@ -115,10 +115,11 @@ def pairs(s: RequestState, category: np.ndarray, partner: np.ndarray, ctr_priors
 
 def lifecycle_and_context(s: RequestState, snap: Snapshot, categories: list[str | None], partners: list[str | None],
                           context: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """offer_lifecycle.sql and context.sql."""
+    """offer_lifecycle.sql, context.sql and content.sql (the content prior of the snapshot's day)."""
     n, o, ts = len(s.offers), s.offers, s.ts
     f = {"offer_age_hours": hours(s.t, snap.offer_start[o]), "offer_hours_to_expiry": hours(snap.offer_end[o], s.t),
-         "offer_payout": snap.offer_payout[o], "offer_category": np.array(categories, dtype=object),
+         "offer_payout": snap.offer_payout[o], "offer_content_ctr": snap.offer_content_ctr[o],
+         "offer_category": np.array(categories, dtype=object),
          "offer_partner": np.array(partners, dtype=object),
          "ctx_hour": np.full(n, float(ts.hour)), "ctx_weekday": np.full(n, float(ts.isoweekday() % 7))}
     for name in ("device", "country", "surface"):

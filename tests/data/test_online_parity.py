@@ -266,3 +266,27 @@ def test_replayed_day_matches_training_frame_on_redis_cluster(built: tuple[Path,
     assert offline.height == online.height and applied > offline.height
     assert len(nodes) == 3 and holding == nodes  # the users really are spread over the nodes
     compare(offline, online, dtypes)
+
+
+@pytest.fixture(scope="module")
+def built_short_lived(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, datetime]:
+    """Offers of 2-48 hours with text: the content prior is a feature."""
+    root = tmp_path_factory.mktemp("parity-short-lived")
+    simulate(SimulateConfig(scenario="short-lived", users=1500, days=4, seed=5), root / "raw")
+    ingest(root / "raw", root / "ingested")
+    last = pl.read_parquet(root / "ingested" / "impressions.parquet", columns=["ts"])["ts"].max()
+    as_of = datetime.combine(last.date(), datetime.min.time())
+    build_features(root / "ingested", root / "features", snapshot_as_of=as_of)
+    return root, as_of
+
+
+def test_short_lived_day_matches_training_frame_with_the_content_prior(
+        built_short_lived: tuple[Path, datetime]) -> None:
+    """The content prior of the snapshot's day, online, is the training frame's value of that day."""
+    root, as_of = built_short_lived
+    offline, online, _ = replay(root, as_of)
+    manifest = json.loads((root / "features" / "manifest.json").read_text())
+    dtypes = {f["name"]: f["dtype"] for f in manifest["features"]}
+    assert "offer_content_ctr" in dtypes and online.columns == list(dtypes)
+    compare(offline, online, dtypes)
+    assert offline["offer_content_ctr"].null_count() < offline.height / 2

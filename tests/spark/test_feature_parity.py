@@ -1,6 +1,7 @@
 """`offer-ranker features --engine spark` gives what DuckDB gives: the same training frame (every
 numeric feature within 1e-9, text equal), the same manifest and an equal snapshot, from the same
-ingested logs, through the CLI."""
+ingested logs, through the CLI. The short-lived scenario has every column of the default one and
+offer text too, so the content prior (computed in Python between SQL steps) is compared as well."""
 
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ from offer_ranker.data.ingest import ingest
 from offer_ranker.featurize.build import build_features
 from offer_ranker.simulator import simulate
 
-CFG = Config.model_validate({"simulate": {"users": 300, "days": 6, "seed": 3}})
+CFG = Config.model_validate({"simulate": {"scenario": "short-lived", "users": 300, "days": 6, "seed": 3}})
 KEYS = {"train.parquet": ["request_id", "offer_id"], "snapshot/offers.parquet": ["offer_id"],
         "snapshot/users.parquet": ["user_id"], "snapshot/user_category.parquet": ["user_id", "category"],
         "snapshot/user_partner.parquet": ["user_id", "partner"], "snapshot/user_offer.parquet": ["user_id", "offer_id"],
@@ -54,6 +55,11 @@ def test_the_frame_keeps_each_request_contiguous_in_time_order(built: tuple[Path
     frame = pl.read_parquet(built[1] / "train.parquet", columns=["request_id", "ts"])
     assert frame["ts"].is_sorted()
     assert frame["request_id"].rle().len() == frame["request_id"].n_unique()
+
+
+def test_the_content_prior_is_there(built: tuple[Path, Path]) -> None:
+    frame = pl.read_parquet(built[1] / "train.parquet", columns=["offer_content_ctr"])
+    assert frame["offer_content_ctr"].drop_nulls().len() > 0
 
 
 def test_the_same_manifest_and_snapshot_header(built: tuple[Path, Path]) -> None:

@@ -105,15 +105,28 @@ class SparkEngine:
             raise ValueError(f"sql/{name} is not a single query")
         return [tuple(row) for row in self.spark.sql(last.sql).collect()]
 
+    def frame(self, name: str, **params: str) -> Any:
+        import polars as pl
+
+        *before, last = self.dialect.statements(sql.render(name, **params), f"sql/{name}")
+        if before or last.kind != "query":
+            raise ValueError(f"sql/{name} is not a single query")
+        return pl.from_arrow(self.spark.sql(last.sql).toArrow())
+
+    def register(self, name: str, table: Any) -> None:
+        self._keep(name, self.spark.createDataFrame(table).localCheckpoint(eager=True))
+
+    def _keep(self, name: str, frame: Any) -> None:
+        if name in self.tables:
+            self._drop(name)
+        frame.createOrReplaceTempView(name)
+        self.tables[name] = frame
+
     def _table(self, statement: Statement) -> None:
         """Materialise now, as DuckDB does: a local checkpoint keeps the rows (memory, then disk)
         and cuts the plan, so later statements read a table, not the SQL that made it (Spark's
         optimizer also fails on cached plans that hold CTEs of their own)."""
-        frame = self.spark.sql(statement.sql).localCheckpoint(eager=True)
-        if statement.name in self.tables:
-            self._drop(statement.name)
-        frame.createOrReplaceTempView(statement.name)
-        self.tables[statement.name] = frame
+        self._keep(statement.name, self.spark.sql(statement.sql).localCheckpoint(eager=True))
 
     def _drop(self, name: str) -> None:
         self.tables.pop(name).unpersist()

@@ -2,7 +2,8 @@
 -- ordered by time and request (so every request's rows are contiguous, as a ranker's groups
 -- must be).
 -- History groups are looked up by (entity key, request ts), the listwise means by request; the
--- per-impression groups (offer_lifecycle, context, passthrough) are computed here from base.
+-- per-impression groups (offer_lifecycle, context, passthrough) are computed here from base; the
+-- content prior by (offer, request day), its column ({{ content }}) only when the offers have text.
 -- Impressions of offers without a partner have no user×partner history: zeros. The crosses
 -- (crosses.sql) pair assembled feature columns, so they are applied to the assembled row.
 
@@ -35,6 +36,7 @@ COPY (
         lw_candidates(lw.candidates) AS lw_candidates,
         lw_payout_rel(b.payout, lw.payout_mean) AS lw_payout_rel,
         lw_ctr_rel(oh.offer_ctr, lw.ctr_mean) AS lw_ctr_rel
+        {{ content }}
         {{ columns }}
     FROM base AS b
     JOIN f_offer_history AS oh ON oh.ok = b.ok AND oh.ts = b.ts
@@ -43,6 +45,7 @@ COPY (
     LEFT JOIN f_user_partner AS up ON up.upk = b.upk AND up.ts = b.ts
     JOIN f_user_offer AS uo ON uo.uok = b.uok AND uo.ts = b.ts
     JOIN f_listwise AS lw ON lw._r = b._r
+    LEFT JOIN f_content AS ct ON ct.ok = b.ok AND ct.day = b.day
     )
     ORDER BY ts, _r, position, _ok
 ) TO {{ path }} (FORMAT parquet, COMPRESSION snappy);

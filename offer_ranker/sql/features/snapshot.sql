@@ -1,8 +1,8 @@
 -- The online snapshot: the state of every offer, user, user×category, user×partner and
 -- user×offer from the events strictly before {{ as_of }}, with the catalogue attributes and the
--- priors of day {{ prior_day }}. Decayed counts are stored as their running sums scaled by
--- exp((t_event - t_ref) / tau), exactly as the offline features use them; the online path
--- decays them to the request time the same way. Offer and pair states are the sums of their
+-- priors of day {{ prior_day }} (the offers' content prior among them: content_ctr). Decayed
+-- counts are stored as their running sums scaled by exp((t_event - t_ref) / tau), exactly as
+-- the offline features use them; the online path decays them to the request time the same way. Offer and pair states are the sums of their
 -- events before {{ as_of }}, user states the last running totals of user_state before it; both
 -- are grouped on the id hashes (see base.sql) and the ids come back through key -> id maps.
 -- Counts are written as DOUBLE, whatever integer type an engine's sum has.
@@ -26,11 +26,12 @@ COPY (
         FROM read_parquet({{ offers }})
     )
     SELECT coalesce(c.offer_id, s.offer_id) AS offer_id,
-           c.* EXCLUDE (offer_id),
+           c.* EXCLUDE (offer_id), cp.offer_content_ctr AS content_ctr,
            CAST(coalesce(s.impressions, 0) AS DOUBLE) AS impressions, CAST(coalesce(s.clicks, 0) AS DOUBLE) AS clicks,
            CAST(coalesce(s.conversions, 0) AS DOUBLE) AS conversions, coalesce(s.expected_clicks, 0) AS expected_clicks,
            coalesce(s.impressions_scaled, 0) AS impressions_scaled, coalesce(s.clicks_scaled, 0) AS clicks_scaled
     FROM catalogue AS c FULL JOIN s USING (offer_id)
+    LEFT JOIN content_priors AS cp ON cp.offer_id = coalesce(c.offer_id, s.offer_id) AND cp.day = {{ prior_day }}
     ORDER BY offer_id
 ) TO {{ offers_path }} (FORMAT parquet, COMPRESSION zstd);
 
