@@ -2,7 +2,8 @@
 
     python benchmarks/ablate_short_lived.py [--users 8000] [--seed 1] [--train-seeds 3]
 
-Simulates ``--scenario short-lived``, builds today's features, then computes each candidate group
+Simulates ``--scenario short-lived``, builds today's features (the shipped content prior among
+them, measured by removing it: "without content prior"), then computes each candidate group
 of issue 16 offline and point-in-time (``sql/candidate_features.sql``, plus the text models
 below), adds it to a copy of the training frame, and trains and scores the bundle as
 ``bench_short_lived.py`` does. Every variant is trained with ``--train-seeds`` LightGBM seeds
@@ -152,16 +153,19 @@ def candidates(raw: Path, features: Path, until: datetime) -> dict[str, pl.DataF
 
 
 def score_variant(features: Path, raw: Path, frame: pl.DataFrame, manifest: dict, extra: list[pl.DataFrame],
-                  out: Path, seed: int, cfg_data: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Train on the frame plus ``extra`` columns (a features folder in ``out``) with LightGBM seed
-    ``seed``; per-request expected clicks and the oracle's, all requests and new offers only."""
+                  out: Path, seed: int, cfg_data: dict,
+                  drop: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Train on the frame plus ``extra`` columns, less the ``drop`` features (a features folder in
+    ``out``) with LightGBM seed ``seed``; per-request expected clicks and the oracle's, all requests
+    and new offers only."""
     from bench_short_lived import efficiency, new_offer_slice
 
     from offer_ranker.config import Config
     from offer_ranker.evaluation.testset import load_test
     from offer_ranker.model.train import train
 
-    described = list(manifest["features"])
+    described = [f for f in manifest["features"] if f["name"] not in drop]
+    frame = frame.drop(drop)
     for columns in extra:
         frame = frame.join(columns, on=KEYS, how="left", maintain_order="left")
         described += [{"name": c, "entity": "offer", "dtype": "numeric", "window": "candidate", "description": c,
@@ -196,11 +200,16 @@ def run(tmp: Path, users: int, seed: int, train_seeds: int, bootstrap: int, grou
     found = candidates(raw, features, until)
     frame = pl.read_parquet(features / "train.parquet")
     variants = {"baseline": [], **{g: [g] for g in groups}, "all": list(groups)}
+    # the shipped content prior's own lift: the baseline without it
+    shipped = ("offer_content_ctr",) if "offer_content_ctr" in frame.columns else ()
+    if shipped:
+        variants = {"baseline": [], "without content prior": [], **{k: v for k, v in variants.items() if k != "baseline"}}
     rng = np.random.default_rng(seed)
     results, base = {}, None
     for name, members in variants.items():
-        runs = [score_variant(features, raw, frame, manifest, [found[g] for g in members], tmp / name, s, cfg_data)
-                for s in range(train_seeds)]
+        drop = shipped if name == "without content prior" else ()
+        runs = [score_variant(features, raw, frame, manifest, [found[g] for g in members], tmp / name.replace(" ", "_"),
+                              s, cfg_data, drop) for s in range(train_seeds)]
         clicks, best = np.mean([r[0] for r in runs], axis=0), runs[0][1]
         cold, cold_best = np.mean([r[2] for r in runs], axis=0), runs[0][3]
         if base is None:
@@ -228,12 +237,12 @@ def print_table(r: dict) -> None:
     base = r["variants"]["baseline"]["per_seed"]
     print(f"\nshort-lived scenario, {r['impressions']:,} impressions; each variant trained with {r['train_seeds']} "
           f"seeds (baseline range over seeds {min(base):.4f}-{max(base):.4f})")
-    print(f"{'variant':<16}{'efficiency':<12}{'seed range':<17}{'minus baseline [95% CI]':<30}"
+    print(f"{'variant':<22}{'efficiency':<12}{'seed range':<17}{'minus baseline [95% CI]':<30}"
           f"{'new offers (top 2)':<20}minus baseline [95% CI]")
     for name, v in r["variants"].items():
         lo, hi = v["minus_baseline_ci"]
         clo, chi = v["new_offers_minus_baseline_ci"]
-        print(f"{name:<16}{v['efficiency']:<12.4f}{min(v['per_seed']):.4f}-{max(v['per_seed']):.4f}    "
+        print(f"{name:<22}{v['efficiency']:<12.4f}{min(v['per_seed']):.4f}-{max(v['per_seed']):.4f}    "
               f"{v['minus_baseline']:+.4f} [{lo:+.4f}, {hi:+.4f}]    {v['new_offers_only']:<20.4f}"
               f"{v['new_offers_minus_baseline']:+.4f} [{clo:+.4f}, {chi:+.4f}]")
 
