@@ -33,10 +33,18 @@ class SparkSQLError(OfferRankerError):
     """A statement of ``sql/`` failed on Spark; the message names the file and the statement."""
 
 
+class SparkUnavailable(OfferRankerError):
+    """Spark cannot start here: PySpark or a Java runtime is missing; the message says which."""
+
+
 def session(cfg: SparkConfig) -> tuple[Any, bool]:
     """The active Spark session, else a new one from ``cfg`` (or ``SPARK_REMOTE``); and whether it
     was started here."""
-    from pyspark.sql import SparkSession
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise SparkUnavailable("Spark needs PySpark: install offer-ranker with its `spark` extra "
+                               "(pip install 'offer-ranker[spark]'; `make install` has it)") from None
 
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -51,8 +59,14 @@ def session(cfg: SparkConfig) -> tuple[Any, bool]:
                    .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false"))
     for key, value in ({"spark.sql.shuffle.partitions": str(cfg.shuffle_partitions)} | cfg.conf).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR") if not os.environ.get("SPARK_REMOTE") else None
+    try:
+        spark = builder.getOrCreate()
+    except Exception as e:  # PySparkRuntimeError JAVA_GATEWAY_EXITED and kin
+        java = shutil.which("java") or "no `java` on PATH"
+        raise SparkUnavailable(f"Spark did not start ({java}; it needs a Java 17+ runtime, e.g. Debian's "
+                               f"default-jre-headless): {str(e).strip().splitlines()[0][:300]}") from e
+    if not os.environ.get("SPARK_REMOTE"):
+        spark.sparkContext.setLogLevel("ERROR")
     return spark, True
 
 
@@ -62,6 +76,7 @@ class SparkEngine:
         self.temp_dir = temp_dir
         self.dialect = SparkDialect()
         self.tables: dict[str, Any] = {}
+        self.restore = {key: spark.conf.get(key, None) for key in SEMANTICS}  # a shared session gets them back
         for key, value in SEMANTICS.items():
             spark.conf.set(key, value)
 
@@ -80,6 +95,11 @@ class SparkEngine:
     def close(self) -> None:
         for name in list(self.tables):
             self._drop(name)
+        for key, value in self.restore.items():
+            if value is None:
+                self.spark.conf.unset(key)
+            else:
+                self.spark.conf.set(key, value)
 
     def run(self, name: str, **params: str) -> None:
         for i, statement in enumerate(self.dialect.statements(sql.render(name, **params), f"sql/{name}"), 1):
