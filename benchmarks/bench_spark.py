@@ -128,11 +128,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "spark.json")
     args = parser.parse_args()
     started = time.perf_counter()
-    sizes = [measure(int(s), args.cache, args.driver_memory, args.shuffle_partitions) for s in args.sizes.split(",")]
     result = {"benchmark": "spark", "cores": CORES, "driver_memory": args.driver_memory,
-              "shuffle_partitions": args.shuffle_partitions, "sizes": sizes,
-              "seconds": round(time.perf_counter() - started, 1)}
-    write_result(result, args.json, print_table)
+              "shuffle_partitions": args.shuffle_partitions, "sizes": []}
+    for size in args.sizes.split(","):  # written after each size: the largest takes the longest
+        result["sizes"].append(measure(int(size), args.cache, args.driver_memory, args.shuffle_partitions))
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        write_result(result, args.json, print_table)
 
 
 if __name__ == "__main__":
