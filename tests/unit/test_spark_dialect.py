@@ -67,7 +67,8 @@ def test_every_feature_file_translates() -> None:
         text = sqlfiles.load(name)
         params = {p: "'/tmp/x.parquet'" if p.endswith(("path", "impressions", "offers", "users", "dir")) else "1"
                   for p in re.findall(r"\{\{\s*(\w+)\s*\}\}", text)}
-        params |= {p: "" for p in ("extras", "columns", "crosses", "offer_extras", "user_extras") if p in params}
+        params |= {p: "" for p in ("extras", "columns", "crosses", "content", "offer_extras", "user_extras")
+                   if p in params}
         params |= {p: "DATE '2026-01-01'" for p in ("prior_day",) if p in params}
         params |= {p: "TIMESTAMP '2026-01-01 00:00:00'" for p in ("as_of",) if p in params}
         params |= {p: "'ts'" for p in ("column",) if p in params}
