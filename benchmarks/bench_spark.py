@@ -44,18 +44,25 @@ build_features(sys.argv[1], sys.argv[2], cfg, engine=sys.argv[3])
 _SAME = """
 import sys
 import numpy as np, polars as pl
-keys = ["request_id", "offer_id"]
-a, b = (pl.read_parquet(f"{d}/train.parquet").sort(keys) for d in sys.argv[1:3])
-assert a.height == b.height and a.schema == b.schema, "rows or columns differ"
+import pyarrow.parquet as pq
+paths = [f"{d}/train.parquet" for d in sys.argv[1:3]]
+schemas = [pq.read_schema(p) for p in paths]
+assert schemas[0].names == schemas[1].names, "columns differ"
+# one column at a time, rows put in (request_id, offer_id) order: memory stays at a column's size
+orders = [pl.read_parquet(p, columns=["request_id", "offer_id"]).with_row_index().sort(["request_id", "offer_id"])["index"]
+          for p in paths]
+assert len(orders[0]) == len(orders[1]), "rows differ"
 worst = 0.0
-for c in a.columns:
-    if a[c].dtype.is_float():
-        x, y = a[c].to_numpy(), b[c].to_numpy()
+for c in schemas[0].names:
+    a, b = (pl.read_parquet(p, columns=[c])[c].gather(o) for p, o in zip(paths, orders))
+    assert a.dtype == b.dtype, c
+    if a.dtype.is_float():
+        x, y = a.to_numpy(), b.to_numpy()
         assert np.array_equal(np.isnan(x), np.isnan(y)), c
         d = np.abs(x - y) / np.maximum(1.0, np.abs(x))
         worst = max(worst, float(np.nanmax(d)) if d.size else 0.0)
     else:
-        assert a[c].equals(b[c]), c
+        assert a.equals(b), c
 print("WORST", worst)
 """
 
@@ -77,7 +84,8 @@ def _run(code: str, *args: str) -> tuple[float, float, str]:
         time.sleep(0.2)
     out, err = proc.communicate()
     if proc.returncode:
-        raise RuntimeError(f"benchmark step failed:\n{err[-3000:]}")
+        raise RuntimeError(f"benchmark step failed (exit {proc.returncode}; -9: killed, e.g. out of memory):\n"
+                           f"{err[-3000:]}")
     return time.perf_counter() - started, peak / 1024**3, out
 
 
