@@ -161,15 +161,3 @@ class MonitorConfig(Strict):
         if warn is not None and value < warn:
             raise ValueError(f"must be at least psi_warn ({warn})")
         return value
-
-
-class TrackConfig(Strict):
-    """Experiment tracking in MLflow (see ``offer_ranker.model.tracking``). Where runs go is
-    MLflow's own setting, ``MLFLOW_TRACKING_URI`` (default: ``sqlite:///mlflow.db`` in the working
-    directory, artifacts in ``mlruns/`` next to it)."""
-
-    enabled: bool = Field(
-        True, description="record every `offer-ranker train` (and evaluate, explain) as an MLflow run")
-    experiment: str = Field("offer-ranker", min_length=1, description="MLflow experiment of the training runs")
-
-

@@ -168,7 +168,8 @@ def _build(runner: Engine, stage: Any, source: Path, cfg: Config,
     return n, features
 
 
-def _content_priors(runner: Engine, source: Path, cfg: Config, first_ts: datetime, last_ts: datetime) -> tuple[str, ...]:
+def _content_priors(runner: Engine, source: Path, cfg: Config, first_ts: datetime,
+                    last_ts: datetime) -> tuple[str, ...]:
     """Register ``content_priors`` (day, offer_id, offer_content_ctr: :mod:`.content`) for every
     day of the priors; returns the offers' text columns it was computed from (none: an empty table)."""
     import pyarrow.parquet as pq

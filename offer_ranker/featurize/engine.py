@@ -21,7 +21,6 @@ from offer_ranker import sqlfiles as sql
 from offer_ranker.config import Config
 
 EngineName = Literal["duckdb", "spark"]
-ENGINES: tuple[EngineName, ...] = ("duckdb", "spark")
 
 
 class Engine(Protocol):

@@ -32,8 +32,8 @@ class DistributedError(OfferRankerError):
 
 def fit(train: Any, valid: Any, params: dict[str, Any], kind: str, categorical: list[int], rounds: int,
         early_stopping: int, label: tuple[np.ndarray, np.ndarray], seed: int) -> tuple[Any, list[float]]:
-    """Fit on the active Spark session: (the XGBoost booster cut at its best iteration, the
-    validation metric per round). ``train``/``valid`` are :class:`~.engines.RankData`; ``label``
+    """Fit on the active Spark session: (the XGBoost booster, its ``best_iteration`` set by early
+    stopping, and the validation metric per round). ``train``/``valid`` are :class:`~.engines.RankData`; ``label``
     their labels as XGBoost takes them (gains for the ranker); ``params`` XGBoost's."""
     from pyspark.sql import SparkSession
     from xgboost.spark import SparkXGBClassifier, SparkXGBRanker
@@ -63,10 +63,7 @@ def fit(train: Any, valid: Any, params: dict[str, Any], kind: str, categorical: 
             feature_types=["c" if i in categorical else "q" for i in range(train.X.shape[1])],
             **booster_params,
         ).fit(frame)
-    booster = model.get_booster()
-    curve = next(iter(model.training_summary.validation_objective_history.values()), [])
-    best = int(getattr(booster, "best_iteration", len(curve) - 1)) + 1
-    return booster[:best], [float(v) for v in curve]
+    return model.get_booster(), next(iter(model.training_summary.validation_objective_history.values()), [])
 
 
 def _write_inputs(path: Path, train: Any, valid: Any, label: tuple[np.ndarray, np.ndarray], ranking: bool,

@@ -187,11 +187,12 @@ def _xgb_fit(train: RankData, valid: RankData, extra: dict[str, Any], kind: str,
     types = ["c" if i in categorical else "q" for i in range(train.X.shape[1])]
     ranking = kind == "ranker"
 
+    def label(d: RankData) -> np.ndarray:
+        # with ndcg_exp_gain off, XGBoost's NDCG gain is the label itself
+        return np.asarray(gains, dtype=np.float64)[d.label.astype(int)] if ranking else d.label
+
     def dmatrix(d: RankData) -> Any:
-        label = d.label
-        if ranking:  # with ndcg_exp_gain off, XGBoost's NDCG gain is the label itself
-            label = np.asarray(gains, dtype=np.float64)[d.label.astype(int)]
-        m = xgb.DMatrix(d.X, label, weight=None if ranking else d.weight, feature_types=types,
+        m = xgb.DMatrix(d.X, label(d), weight=None if ranking else d.weight, feature_types=types,
                         enable_categorical=True)
         if ranking:
             m.set_group(d.groups)
@@ -211,23 +212,21 @@ def _xgb_fit(train: RankData, valid: RankData, extra: dict[str, Any], kind: str,
 
         if report is not None:
             raise distributed.DistributedError("tuning (train.tune_trials) runs on one machine: use --engine xgboost")
-        labels = tuple(np.asarray(gains, dtype=np.float64)[d.label.astype(int)] if ranking else d.label
-                       for d in (train, valid))
-        model, curve = distributed.fit(train, valid, params, kind, categorical, rounds, early_stopping, labels,
-                                       int(extra.get("seed", 0)))
-        return Booster("xgboost", kind, model, categorical, model.num_boosted_rounds(), curve)
-    dtrain, dvalid = dmatrix(train), dmatrix(valid)
-    history: dict[str, Any] = {}
-    callbacks: list[Any] = []
-    if report is not None:
-        class _Report(xgb.callback.TrainingCallback):
-            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-                report(epoch, next(iter(evals_log["valid"].values()))[-1])
-                return False
-        callbacks.append(_Report())
-    model = xgb.train(params, dtrain, num_boost_round=rounds, evals=[(dvalid, "valid")], evals_result=history,
-                      early_stopping_rounds=early_stopping, verbose_eval=False, callbacks=callbacks)
-    curve = next(iter(history["valid"].values()))
+        model, curve = distributed.fit(train, valid, params, kind, categorical, rounds, early_stopping,
+                                       (label(train), label(valid)), int(extra.get("seed", 0)))
+    else:
+        history: dict[str, Any] = {}
+        callbacks: list[Any] = []
+        if report is not None:
+            class _Report(xgb.callback.TrainingCallback):
+                def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+                    report(epoch, next(iter(evals_log["valid"].values()))[-1])
+                    return False
+            callbacks.append(_Report())
+        model = xgb.train(params, dmatrix(train), num_boost_round=rounds, evals=[(dmatrix(valid), "valid")],
+                          evals_result=history, early_stopping_rounds=early_stopping, verbose_eval=False,
+                          callbacks=callbacks)
+        curve = next(iter(history["valid"].values()))
     best = int(getattr(model, "best_iteration", len(curve) - 1)) + 1
     model = model[:best]  # keep the best iteration only, as LightGBM's predict does by default
     return Booster("xgboost", kind, model, categorical, best, [float(v) for v in curve])

@@ -145,14 +145,10 @@ def _spark_for(cfg: Config) -> Iterator[None]:
     if cfg.train.engine != "xgboost-spark":
         yield
         return
-    from offer_ranker.featurize.spark.runner import session
+    from offer_ranker.featurize.spark.runner import running_session
 
-    spark, started = session(cfg.spark)
-    try:
+    with running_session(cfg.spark):
         yield
-    finally:
-        if started:
-            spark.stop()
 
 
 def _check(fit: ModelInputs, valid: ModelInputs, valid_from: datetime, until: datetime) -> None:

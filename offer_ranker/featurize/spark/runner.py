@@ -37,6 +37,17 @@ class SparkUnavailable(OfferRankerError):
     """Spark cannot start here: PySpark or a Java runtime is missing; the message says which."""
 
 
+@contextmanager
+def running_session(cfg: SparkConfig) -> Iterator[Any]:
+    """The active Spark session, else one started from ``cfg`` and stopped on exit."""
+    spark, started = session(cfg)
+    try:
+        yield spark
+    finally:
+        if started:
+            spark.stop()
+
+
 def session(cfg: SparkConfig) -> tuple[Any, bool]:
     """The active Spark session, else a new one from ``cfg`` (or ``SPARK_REMOTE``); and whether it
     was started here."""
@@ -83,14 +94,12 @@ class SparkEngine:
     @classmethod
     @contextmanager
     def open(cls, cfg: SparkConfig, temp_dir: Path) -> Iterator[SparkEngine]:
-        spark, started = session(cfg)
-        engine = cls(spark, temp_dir)
-        try:
-            yield engine
-        finally:
-            engine.close()
-            if started:
-                spark.stop()
+        with running_session(cfg) as spark:
+            engine = cls(spark, temp_dir)
+            try:
+                yield engine
+            finally:
+                engine.close()
 
     def close(self) -> None:
         for name in list(self.tables):
@@ -120,18 +129,19 @@ class SparkEngine:
                 raise
 
     def rows(self, name: str, **params: str) -> list[tuple[Any, ...]]:
-        *before, last = self.dialect.statements(sql.render(name, **params), f"sql/{name}")
-        if before or last.kind != "query":
-            raise ValueError(f"sql/{name} is not a single query")
-        return [tuple(row) for row in self.spark.sql(last.sql).collect()]
+        return [tuple(row) for row in self._query(name, params).collect()]
 
     def frame(self, name: str, **params: str) -> Any:
         import polars as pl
 
+        return pl.from_arrow(self._query(name, params).toArrow())
+
+    def _query(self, name: str, params: dict[str, str]) -> Any:
+        """The Spark DataFrame of ``sql/<name>``, which must hold one query."""
         *before, last = self.dialect.statements(sql.render(name, **params), f"sql/{name}")
         if before or last.kind != "query":
             raise ValueError(f"sql/{name} is not a single query")
-        return pl.from_arrow(self.spark.sql(last.sql).toArrow())
+        return self.spark.sql(last.sql)
 
     def register(self, name: str, table: Any) -> None:
         self._keep(name, self.spark.createDataFrame(table).localCheckpoint(eager=True))
