@@ -6,14 +6,18 @@ Ingests cached simulated logs once, then runs, each in a fresh process (so peak 
 step's own): the baseline — one DuckDB window aggregate over the same impressions written as
 Parquet — and ``build_features`` (train.parquet, manifest, snapshot); then, as a floor, the time to
 write that train.parquet again from memory with the same order and codec (no pipeline finishes
-before its output is written). Prints a table, writes JSON; the ratios to the baseline are the
-figures to compare across machines.
+before its output is written). The baseline runs before and after the other steps and its median
+is the ratios' denominator, so one slow moment of a shared machine does not make the ratio. Prints
+a table, writes JSON; the ratios to the baseline are the figures to compare across machines.
+
+Target (single node, issue 17): features ≤ 25× the baseline, ≤ 8 GB peak at 10M impressions.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,30 +80,38 @@ def main() -> None:
     if not (ingested / "ingest_report.json").exists():
         ingest(raw, ingested)
     with tempfile.TemporaryDirectory() as tmp:
-        base_s, base_gb, _ = _run(_BASELINE, str(HERE), str(ingested / "impressions.parquet"), f"{tmp}/w.parquet")
+        baseline = (str(HERE), str(ingested / "impressions.parquet"), f"{tmp}/w.parquet")
+        bases = [_run(_BASELINE, *baseline)[:2]]
         feat_s, feat_gb, _ = _run(_FEATURES, str(ingested), f"{tmp}/features")
+        bases.append(_run(_BASELINE, *baseline)[:2])
         out = _run(_WRITE_FLOOR, str(HERE), f"{tmp}/features/train.parquet", f"{tmp}/again.parquet")[2]
         write_s = float(next(line for line in out.splitlines() if line.startswith("WRITE_S")).split()[1])
+        bases.append(_run(_BASELINE, *baseline)[:2])
+        base_s, base_gb = statistics.median(s for s, _ in bases), max(gb for _, gb in bases)
         snapshot_bytes = sum(p.stat().st_size for p in Path(tmp, "features", "snapshot").glob("*.parquet"))
         users = json.loads((raw / "simulation.json").read_text())["counts"]["users"]
     result = {
         "benchmark": "features",
         "impressions": rows,
         "seconds": {"baseline_window": base_s, "features": feat_s, "write_floor": write_s},
+        "baseline_runs_seconds": [s for s, _ in bases],
         "impressions_per_second": {"baseline_window": rows / base_s, "features": rows / feat_s},
         "ratio_features_to_baseline": feat_s / base_s,
         "ratio_write_floor_to_baseline": write_s / base_s,
         "peak_rss_gb": {"baseline_window": base_gb, "features": feat_gb},
         "snapshot_bytes_per_user": snapshot_bytes / users,
-        "targets": {"impressions_per_second": 500_000, "peak_rss_gb": 8},
+        "targets": {"ratio_features_to_baseline": 25, "peak_rss_gb": 8},
     }
+    result["met"] = {"ratio_features_to_baseline": feat_s / base_s <= 25, "peak_rss_gb": feat_gb <= 8}
     print(f"\nfeature benchmark: {rows:,} simulated impressions ({users:,} users)")
     print(f"{'step':<34}{'seconds':>9}{'impressions/s':>15}{'peak GB':>9}")
-    print(f"{'one window aggregate (baseline)':<34}{base_s:>9.1f}{rows / base_s:>15,.0f}{base_gb:>9.2f}")
+    print(f"{'one window aggregate (median of 3)':<34}{base_s:>9.1f}{rows / base_s:>15,.0f}{base_gb:>9.2f}")
     print(f"{'build_features (all groups)':<34}{feat_s:>9.1f}{rows / feat_s:>15,.0f}{feat_gb:>9.2f}")
     print(f"{'write floor (train.parquet only)':<34}{write_s:>9.1f}{rows / write_s:>15,.0f}")
     print(f"ratio features / baseline: {feat_s / base_s:.1f}x; write floor / baseline: {write_s / base_s:.1f}x; "
           f"snapshot {snapshot_bytes / users:.0f} bytes per user")
+    print(f"baseline runs: {', '.join(f'{s:.1f}' for s, _ in bases)} s; target <= 25x and <= 8 GB: "
+          f"{'met' if all(result['met'].values()) else 'NOT met'}")
     write_result(result, args.json)
 
 
