@@ -44,16 +44,15 @@ build_features(sys.argv[1], sys.argv[2], cfg, engine=sys.argv[3])
 _SAME = """
 import sys
 import numpy as np, polars as pl
-import pyarrow.parquet as pq
-paths = [f"{d}/train.parquet" for d in sys.argv[1:3]]
-schemas = [pq.read_schema(p) for p in paths]
-assert schemas[0].names == schemas[1].names, "columns differ"
+paths = [f"{d}/train.parquet" for d in sys.argv[1:3]]  # DuckDB's file, Spark's folder of parts
+names = [pl.scan_parquet(p).collect_schema().names() for p in paths]
+assert names[0] == names[1], "columns differ"
 # one column at a time, rows put in (request_id, offer_id) order: memory stays at a column's size
 orders = [pl.read_parquet(p, columns=["request_id", "offer_id"]).with_row_index().sort(["request_id", "offer_id"])["index"]
           for p in paths]
 assert len(orders[0]) == len(orders[1]), "rows differ"
 worst = 0.0
-for c in schemas[0].names:
+for c in names[0]:
     a, b = (pl.read_parquet(p, columns=[c])[c].gather(o) for p, o in zip(paths, orders))
     assert a.dtype == b.dtype, c
     if a.dtype.is_float():

@@ -45,7 +45,8 @@ def staged_outputs(out_dir: Path | str) -> Iterator[Staging]:
 
     On any exception the staging folder is removed and ``out_dir`` keeps what it had before.
     Outputs are moved in the order they were first staged, so write the file that marks a
-    complete run (a report) last.
+    complete run (a report) last. An output may be a folder (Spark's frame of parts); an earlier
+    output of the same name, file or folder, is moved aside into the staging folder first.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -55,9 +56,11 @@ def staged_outputs(out_dir: Path | str) -> Iterator[Staging]:
         yield stage
         for name in stage.removed:
             (out_dir / name).unlink(missing_ok=True)
-        for name in stage.names:
-            final = out_dir / name
+        for i, name in enumerate(stage.names):
+            final, staged = out_dir / name, stage.root / name
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage.root / name, final)
+            if (final.is_dir() or staged.is_dir()) and final.exists():  # os.replace moves a file over a file only
+                os.replace(final, stage.root / f".replaced-{i}")
+            os.replace(staged, final)
     finally:
         shutil.rmtree(stage.root, ignore_errors=True)

@@ -7,7 +7,8 @@ feature group, run in dependency order; each group's features are defined in ``f
 Outputs in ``out``::
 
     train.parquet    one row per impression: request_id, user_id, offer_id, ts, position, label,
-                     value, propensity, policy, then every feature column
+                     value, propensity, policy, then every feature column (a file; from Spark, by
+                     default a folder of parts in row order: :func:`.frame.frame_files`)
     manifest.json    the features (name, type, group, description), categorical levels seen,
                      pass-through columns, time range and settings; training and serving read it
     snapshot/        the online state as of the end of the logs (see :func:`write_snapshot`)
@@ -33,6 +34,7 @@ from offer_ranker.errors import OfferRankerError
 from offer_ranker.features import CONTENT, FEATURES, Feature, crosses, passthrough
 from offer_ranker.featurize import content
 from offer_ranker.featurize.engine import Engine, EngineName, open_engine
+from offer_ranker.featurize.frame import FRAME
 from offer_ranker.io import staged_outputs
 
 #: Feature groups in dependency order (user_category and listwise read earlier groups).
@@ -83,7 +85,7 @@ def build_features(source: Path | str, out: Path | str, cfg: Config | None = Non
         source = out / "ingested"
     with staged_outputs(out) as stage, open_engine(engine, cfg, stage.root / f"{engine}_tmp") as runner:
         n, features = _build(runner, stage, source, cfg, snapshot_as_of, track)
-    return FeatureResult(out, out / "train.parquet", out / "manifest.json", n, len(features),
+    return FeatureResult(out, out / FRAME, out / "manifest.json", n, len(features),
                          round(time.perf_counter() - started, 3))
 
 
@@ -148,7 +150,7 @@ def _build(runner: Engine, stage: Any, source: Path, cfg: Config,
     snapshot = write_snapshot(runner, stage, source, extras, snapshot_as_of, first_ts.date(), last_ts.date(), params)
     stage.write_json("snapshot/snapshot.json", snapshot | {"t_ref": t_ref, "tau_seconds": tau})
     runner.run("features/release.sql")
-    train = stage.path("train.parquet")
+    train = stage.path(FRAME)
     runner.run("features/assemble.sql", path=sql.literal(train), columns=params["columns"],
                crosses=params["crosses"], content=", ct.offer_content_ctr AS offer_content_ctr" if text else "")
     features = FEATURES + (CONTENT if text else ()) + tuple(f for _, f in extras) + crossed

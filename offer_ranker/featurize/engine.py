@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from offer_ranker import sqlfiles as sql
 from offer_ranker.config import Config
+from offer_ranker.featurize.frame import FRAME
 
 EngineName = Literal["duckdb", "spark"]
 
@@ -64,7 +65,7 @@ def open_engine(name: EngineName, cfg: Config, temp_dir: Path) -> Iterator[Engin
     if name == "spark":
         from offer_ranker.featurize.spark.runner import SparkEngine
 
-        with SparkEngine.open(cfg.spark, temp_dir) as engine:
+        with SparkEngine.open(cfg.spark, temp_dir, parts=(FRAME,) if cfg.spark.frame == "parts" else ()) as engine:
             engine.run("features/setup.sql", **setup)
             yield engine
         return

@@ -22,6 +22,10 @@ import polars as pl
 
 from offer_ranker.errors import OfferRankerError
 
+#: The training frame's name in a features folder: one Parquet file, or (written by Spark with
+#: ``[spark] frame = "parts"``) a folder of Parquet parts whose names sort in row order.
+FRAME = "train.parquet"
+
 
 class FrameError(OfferRankerError):
     """A features folder or frame cannot be used as model input; the message says why."""
@@ -111,12 +115,24 @@ def read_manifest(features: Path) -> dict[str, Any]:
                          f"`offer-ranker features`") from None
 
 
-def read_frame(features: Path, *, start: datetime | None = None, end: datetime | None = None) -> pl.DataFrame:
-    """Rows of ``features/train.parquet`` with ``start <= ts < end``, requests kept contiguous."""
-    path = Path(features) / "train.parquet"
+def frame_files(features: Path) -> list[Path]:
+    """The Parquet files of ``features/train.parquet``, in row order: the file itself, or the parts
+    of the folder Spark writes (``part-*`` names sort in row order)."""
+    path = Path(features) / FRAME
+    if path.is_dir():
+        parts = sorted(path.glob("part-*.parquet"))
+        if not parts:
+            raise FrameError(f"{path} is a folder without part-*.parquet files: rebuild the features")
+        return parts
     if not path.exists():
         raise FrameError(f"{path} does not exist: FEATURES must be the output folder of `offer-ranker features`")
-    lazy = pl.scan_parquet(path)
+    return [path]
+
+
+def read_frame(features: Path, *, start: datetime | None = None, end: datetime | None = None) -> pl.DataFrame:
+    """Rows of ``features/train.parquet`` (a file or a folder of parts) with ``start <= ts < end``,
+    requests kept contiguous."""
+    lazy = pl.scan_parquet(frame_files(features))
     if start is not None:
         lazy = lazy.filter(pl.col("ts") >= start)
     if end is not None:

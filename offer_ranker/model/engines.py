@@ -20,6 +20,9 @@ from offer_ranker.stats.metrics import request_starts
 
 #: xgboost-spark trains XGBoost on Spark (:mod:`.distributed`); its boosters are XGBoost's
 ENGINES = ("lightgbm", "xgboost", "xgboost-spark")
+#: XGBoost's objective and early-stopping metric of each kind of model
+XGB_OBJECTIVES = {"ranker": {"objective": "rank:ndcg", "eval_metric": "ndcg@3"},
+                  "classifier": {"objective": "binary:logistic", "eval_metric": "logloss"}}
 
 
 @dataclass
@@ -117,9 +120,8 @@ def fit_ranker(engine: str, train: RankData, valid: RankData, params: dict[str, 
         return _lgb_fit(train, valid, {"objective": "lambdarank", "metric": "ndcg", "eval_at": [3],
                                        "label_gain": list(gains), **params},
                         "ranker", categorical, rounds, early_stopping, position_aware, report)
-    return _xgb_fit(train, valid, {"objective": "rank:ndcg", "eval_metric": "ndcg@3",
-                                   "lambdarank_unbiased": position_aware, **params},
-                    "ranker", categorical, rounds, early_stopping, report, gains=gains, spark=engine == "xgboost-spark")
+    return _xgb_fit(train, valid, XGB_OBJECTIVES["ranker"] | {"lambdarank_unbiased": position_aware, **params},
+                    "ranker", categorical, rounds, early_stopping, report, gains=gains)
 
 
 def fit_classifier(engine: str, train: RankData, valid: RankData, params: dict[str, Any], *, categorical: list[int],
@@ -128,8 +130,8 @@ def fit_classifier(engine: str, train: RankData, valid: RankData, params: dict[s
     if engine == "lightgbm":
         return _lgb_fit(train, valid, {"objective": "binary", "metric": "binary_logloss", **params},
                         "classifier", categorical, rounds, early_stopping, False, None)
-    return _xgb_fit(train, valid, {"objective": "binary:logistic", "eval_metric": "logloss", **params},
-                    "classifier", categorical, rounds, early_stopping, None, spark=engine == "xgboost-spark")
+    return _xgb_fit(train, valid, XGB_OBJECTIVES["classifier"] | params,
+                    "classifier", categorical, rounds, early_stopping, None)
 
 
 def _lgb_fit(train: RankData, valid: RankData, params: dict[str, Any], kind: str, categorical: list[int],
@@ -179,20 +181,36 @@ def _lgb_to_xgb(params: dict[str, Any]) -> dict[str, Any]:
     return out | {"tree_method": "hist", "grow_policy": "lossguide", "max_depth": 0, "max_cat_to_onehot": 1}
 
 
+def xgb_params(extra: dict[str, Any], kind: str, width: int) -> dict[str, Any]:
+    """XGBoost's parameters for the engine-neutral ``extra`` (LightGBM's names, objective and
+    metric) of a ``kind`` model on ``width`` input columns: the same on one machine and on Spark."""
+    params = _lgb_to_xgb(extra) | {k: v for k, v in extra.items() if k in (
+        "objective", "eval_metric", "lambdarank_unbiased")}
+    constraints = _fit_constraints(extra, width).get("monotone_constraints")
+    if constraints:
+        params["monotone_constraints"] = "(" + ",".join(str(int(c)) for c in constraints) + ")"
+    if kind == "ranker":
+        params["ndcg_exp_gain"] = False  # XGBoost's NDCG gain is then the label itself
+    return params
+
+
+def xgb_booster(model: Any, curve: list[float], kind: str, categorical: list[int]) -> Booster:
+    """The :class:`Booster` of a fitted XGBoost model, cut at its best round (as LightGBM's predict
+    does by default); ``curve`` is the validation metric per round."""
+    best = int(getattr(model, "best_iteration", len(curve) - 1)) + 1
+    return Booster("xgboost", kind, model[:best], categorical, best, [float(v) for v in curve])
+
+
 def _xgb_fit(train: RankData, valid: RankData, extra: dict[str, Any], kind: str, categorical: list[int],
-             rounds: int, early_stopping: int, report: Report | None, *, gains: Any = None,
-             spark: bool = False) -> Booster:
+             rounds: int, early_stopping: int, report: Report | None, *, gains: Any = None) -> Booster:
     import xgboost as xgb
 
     types = ["c" if i in categorical else "q" for i in range(train.X.shape[1])]
     ranking = kind == "ranker"
 
-    def label(d: RankData) -> np.ndarray:
-        # with ndcg_exp_gain off, XGBoost's NDCG gain is the label itself
-        return np.asarray(gains, dtype=np.float64)[d.label.astype(int)] if ranking else d.label
-
     def dmatrix(d: RankData) -> Any:
-        m = xgb.DMatrix(d.X, label(d), weight=None if ranking else d.weight, feature_types=types,
+        label = np.asarray(gains, dtype=np.float64)[d.label.astype(int)] if ranking else d.label
+        m = xgb.DMatrix(d.X, label, weight=None if ranking else d.weight, feature_types=types,
                         enable_categorical=True)
         if ranking:
             m.set_group(d.groups)
@@ -200,33 +218,15 @@ def _xgb_fit(train: RankData, valid: RankData, extra: dict[str, Any], kind: str,
                 m.set_weight(np.add.reduceat(d.weight, request_starts(d.groups)) / d.groups)
         return m
 
-    params = _lgb_to_xgb(extra) | {k: v for k, v in extra.items() if k in (
-        "objective", "eval_metric", "lambdarank_unbiased")}
-    constraints = _fit_constraints(extra, train.X.shape[1]).get("monotone_constraints")
-    if constraints:
-        params["monotone_constraints"] = "(" + ",".join(str(int(c)) for c in constraints) + ")"
-    if ranking:
-        params["ndcg_exp_gain"] = False
-    if spark:
-        from offer_ranker.model import distributed
-
-        if report is not None:
-            raise distributed.DistributedError("tuning (train.tune_trials) runs on one machine: use --engine xgboost")
-        model, curve = distributed.fit(train, valid, params, kind, categorical, rounds, early_stopping,
-                                       (label(train), label(valid)), int(extra.get("seed", 0)))
-    else:
-        history: dict[str, Any] = {}
-        callbacks: list[Any] = []
-        if report is not None:
-            class _Report(xgb.callback.TrainingCallback):
-                def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-                    report(epoch, next(iter(evals_log["valid"].values()))[-1])
-                    return False
-            callbacks.append(_Report())
-        model = xgb.train(params, dmatrix(train), num_boost_round=rounds, evals=[(dmatrix(valid), "valid")],
-                          evals_result=history, early_stopping_rounds=early_stopping, verbose_eval=False,
-                          callbacks=callbacks)
-        curve = next(iter(history["valid"].values()))
-    best = int(getattr(model, "best_iteration", len(curve) - 1)) + 1
-    model = model[:best]  # keep the best iteration only, as LightGBM's predict does by default
-    return Booster("xgboost", kind, model, categorical, best, [float(v) for v in curve])
+    history: dict[str, Any] = {}
+    callbacks: list[Any] = []
+    if report is not None:
+        class _Report(xgb.callback.TrainingCallback):
+            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+                report(epoch, next(iter(evals_log["valid"].values()))[-1])
+                return False
+        callbacks.append(_Report())
+    model = xgb.train(xgb_params(extra, kind, train.X.shape[1]), dmatrix(train), num_boost_round=rounds,
+                      evals=[(dmatrix(valid), "valid")], evals_result=history, early_stopping_rounds=early_stopping,
+                      verbose_eval=False, callbacks=callbacks)
+    return xgb_booster(model, next(iter(history["valid"].values())), kind, categorical)

@@ -9,15 +9,46 @@ by their value.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from offer_ranker.config import Config
 from offer_ranker.featurize.frame import ModelInputs, with_position
 from offer_ranker.model.bundle import Bundle, Calibration
 from offer_ranker.model.engines import Booster, RankData, fit_classifier, fit_ranker
+from offer_ranker.policy.priors import segment_lifts
 from offer_ranker.stats import metrics
+
+
+@dataclass(frozen=True)
+class SliceSummary:
+    """What the bundle records of the fitting slice: its size, its clicks' conversions and mean
+    value, the new users' segment lifts. From the slice on the driver (:meth:`of`) or counted by
+    Spark (:func:`.distributed.summary`)."""
+
+    rows: int
+    requests: int
+    clicks: int
+    conversions: int
+    mean_value: float  # of a clicked impression with a value (1.0 when none has one)
+    segment_lifts: dict[str, float]
+
+    @classmethod
+    def of(cls, s: ModelInputs) -> SliceSummary:
+        clicks = s.frame.filter(pl.col("label") >= 1)
+        values = clicks["value"].drop_nulls()
+        positive = values.filter(values > 0)
+        return cls(s.frame.height, len(s.groups), clicks.height, int((clicks["label"] == 2).sum()),
+                   float(positive.mean()) if positive.len() else 1.0, segment_lifts(s.frame))
+
+    @property
+    def conversion_rate(self) -> float:
+        """Conversions per click."""
+        return self.conversions / self.clicks if self.clicks else 0.0
+
 
 GAINS = {"clicks": (0.0, 1.0, 1.0), "conversions": (0.0, 1.0, 5.0), "revenue": (0.0, 1.0, 3.0)}
 #: Fewer conversions than this in the fitting slice (or a tenth of it in validation): no conversion model.
@@ -66,15 +97,25 @@ def fit_click_model(fit: ModelInputs, valid: ModelInputs, cfg: Config, params: d
 def fit_conversion_model(fit: ModelInputs, valid: ModelInputs, cfg: Config, params: dict[str, Any]) -> Booster | None:
     """P(conversion | click) on clicked impressions, when there are enough conversions to learn from."""
     fit_rows, valid_rows = fit.label >= 1, valid.label >= 1
-    if (fit.label == 2).sum() < MIN_CONVERSIONS or (valid.label == 2).sum() < MIN_CONVERSIONS // 10:
+    if not enough_conversions(int((fit.label == 2).sum()), int((valid.label == 2).sum())):
         return None
-    small = params | {"min_data_in_leaf": max(20, min(params["min_data_in_leaf"], int(fit_rows.sum()) // 50)),
-                      "num_leaves": min(params["num_leaves"], 15)}
+    small = conversion_params(params, int(fit_rows.sum()))
     return fit_classifier(cfg.train.engine,
                           RankData(fit.X[fit_rows], (fit.label[fit_rows] == 2).astype(float), np.array([])),
                           RankData(valid.X[valid_rows], (valid.label[valid_rows] == 2).astype(float), np.array([])),
                           small, categorical=fit.categorical, rounds=cfg.train.rounds,
                           early_stopping=cfg.train.early_stopping)
+
+
+def enough_conversions(fitting: int, validation: int) -> bool:
+    """Whether the slices hold enough conversions to fit (and early-stop) a conversion model."""
+    return fitting >= MIN_CONVERSIONS and validation >= MIN_CONVERSIONS // 10
+
+
+def conversion_params(params: dict[str, Any], clicks: int) -> dict[str, Any]:
+    """Smaller trees for the conversion model, fitted on the ``clicks`` clicked impressions."""
+    return params | {"min_data_in_leaf": max(20, min(params["min_data_in_leaf"], clicks // 50)),
+                     "num_leaves": min(params["num_leaves"], 15)}
 
 
 def calibrate(raw: np.ndarray, y: np.ndarray) -> Calibration:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +25,7 @@ from offer_ranker.featurize.frame import (
     FrameError,
     ModelInputs,
     default_split,
+    frame_files,
     read_frame,
     read_manifest,
     with_position,
@@ -36,7 +35,6 @@ from offer_ranker.model import store, tracking
 from offer_ranker.model.bundle import Bundle
 from offer_ranker.model.engines import Booster
 from offer_ranker.model.reference import reference
-from offer_ranker.policy.priors import segment_lifts
 
 
 @dataclass(frozen=True)
@@ -68,41 +66,39 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
     manifest = read_manifest(features)
     spec = FeatureSpec.from_manifest(manifest)
     first, valid_from, until = split_times(manifest, cfg)
-    frame = read_frame(features, end=until)
-    fit = ModelInputs.of(frame.filter(pl.col("ts") < valid_from), spec)
-    valid = ModelInputs.of(frame.filter(pl.col("ts") >= valid_from), spec)
-    _check(fit, valid, valid_from, until)
     # + 1: the position column the click model (and the ranker, by default) takes last
     params = fitting.base_params(cfg) | {"monotone_constraints": [*spec.monotone, 0]}
     seconds: dict[str, float] = {}
     tuned: dict[str, Any] = {}
-
-    steps = ["tune"] if cfg.train.tune_trials else []
-    steps += ["ranker", "click model", "conversion model"]
-    boosters: dict[str, Booster | None] = {}
-    with _spark_for(cfg):
-        _fit_all(steps, boosters, seconds, tuned, params, fit, valid, cfg, track)
+    if cfg.train.engine == "xgboost-spark":
+        valid, fitted, boosters = _fit_on_spark(features, spec, valid_from, until, cfg, params, seconds, track)
+    else:
+        frame = read_frame(features, end=until)
+        fit = ModelInputs.of(frame.filter(pl.col("ts") < valid_from), spec)
+        valid = ModelInputs.of(frame.filter(pl.col("ts") >= valid_from), spec)
+        fitted = fitting.SliceSummary.of(fit)
+        _check(fitted, valid, valid_from, until)
+        steps = ["tune"] if cfg.train.tune_trials else []
+        boosters = _fit_all([*steps, "ranker", "click model", "conversion model"], seconds, tuned, params,
+                            fit, valid, cfg, track)
 
     ctr, ranker = boosters["ctr"], boosters["ranker"]
     assert ctr is not None and ranker is not None
     calibration = fitting.calibrate(ctr.predict(with_position(valid.X, valid.position)), valid.clicked)
-    clicks = fit.frame.filter(pl.col("label") >= 1)
-    values = clicks["value"].drop_nulls()
     info: dict[str, Any] = {
         # the boosters' library (xgboost-spark trains XGBoost boosters); trained_with: the engine chosen
         "engine": ranker.engine, "trained_with": cfg.train.engine, "objective": cfg.train.objective,
         "position_bias": cfg.train.position_bias,
         "train_from": first.isoformat(), "valid_from": valid_from.isoformat(), "train_until": until.isoformat(),
-        "rows": {"fit": fit.frame.height, "valid": valid.frame.height},
-        "requests": {"fit": len(fit.groups), "valid": len(valid.groups)},
+        "rows": {"fit": fitted.rows, "valid": valid.frame.height},
+        "requests": {"fit": fitted.requests, "valid": len(valid.groups)},
         "fingerprint": fingerprint(features),
         "features_dir": str(features.resolve()),
         "params": params, "tuning": tuned, "started_ms": started_ms,
         "train_config": cfg.train.model_dump(mode="json"),
-        "conversion_rate": float((clicks["label"] == 2).mean() or 0.0) if clicks.height else 0.0,
-        "mean_value": float(values.filter(values > 0).mean() or 1.0) if values.len() else 1.0,
+        "conversion_rate": fitted.conversion_rate, "mean_value": fitted.mean_value,
         "seconds": seconds, "versions": store.versions(),
-        "segment_lifts": segment_lifts(fit.frame),
+        "segment_lifts": fitted.segment_lifts,
     }
     bundle = Bundle(spec=spec, ranker=ranker, ctr=ctr, calibration=calibration, conversion=boosters["conversion"],
                     info=info, manifest=manifest,
@@ -120,9 +116,10 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
 
 
 
-def _fit_all(steps: list[str], boosters: dict[str, Booster | None], seconds: dict[str, float], tuned: dict[str, Any],
-             params: dict[str, Any], fit: ModelInputs, valid: ModelInputs, cfg: Config, track: Track) -> None:
-    """Fit the bundle's models (``steps``) into ``boosters``; their times into ``seconds``."""
+def _fit_all(steps: list[str], seconds: dict[str, float], tuned: dict[str, Any], params: dict[str, Any],
+             fit: ModelInputs, valid: ModelInputs, cfg: Config, track: Track) -> dict[str, Booster | None]:
+    """The bundle's models (``steps``) fitted in this process; their times into ``seconds``."""
+    boosters: dict[str, Booster | None] = {}
     for step in track(steps, "training", len(steps)):
         t0 = time.perf_counter()
         if step == "tune":
@@ -137,34 +134,42 @@ def _fit_all(steps: list[str], boosters: dict[str, Booster | None], seconds: dic
         else:
             boosters["conversion"] = fitting.fit_conversion_model(fit, valid, cfg, params)
         seconds[step] = round(time.perf_counter() - t0, 3)
+    return boosters
 
 
-@contextmanager
-def _spark_for(cfg: Config) -> Iterator[None]:
-    """A Spark session from ``[spark]`` while ``xgboost-spark`` trains (stopped after, if started here)."""
-    if cfg.train.engine != "xgboost-spark":
-        yield
-        return
+def _fit_on_spark(features: Path, spec: FeatureSpec, valid_from: datetime, until: datetime, cfg: Config,
+                  params: dict[str, Any], seconds: dict[str, float],
+                  track: Track) -> tuple[ModelInputs, fitting.SliceSummary, dict[str, Booster | None]]:
+    """``--engine xgboost-spark``: Spark reads the frame and fits the models (:mod:`.distributed`);
+    this process reads the validation slice only. A session from ``[spark]`` is started (and
+    stopped after) unless one is active."""
     from offer_ranker.featurize.spark.runner import running_session
+    from offer_ranker.model import distributed
 
-    with running_session(cfg.spark):
-        yield
+    distributed.check(cfg)
+    with running_session(cfg.spark) as spark:
+        rows = distributed.spark_rows(spark, features, spec, valid_from, until, cfg.train.seed)
+        fitted = distributed.summary(rows)
+        valid = ModelInputs.of(read_frame(features, start=valid_from, end=until), spec)
+        _check(fitted, valid, valid_from, until)
+        return valid, fitted, distributed.fit_models(rows, fitted, cfg, params, seconds, track)
 
 
-def _check(fit: ModelInputs, valid: ModelInputs, valid_from: datetime, until: datetime) -> None:
-    for name, s, where in (("fitting", fit, f"before {valid_from}"), ("validation", valid,
-                                                                      f"from {valid_from} to {until}")):
-        if s.frame.height == 0 or s.clicked.sum() == 0:
-            raise FrameError(f"the {name} slice ({where}) has {s.frame.height:,} impressions and "
-                             f"{int(s.clicked.sum())} clicks; training needs both. Adjust train.train_until, "
-                             f"train.split_share or train.valid_share, or bring more logs")
+def _check(fit: fitting.SliceSummary, valid: ModelInputs, valid_from: datetime, until: datetime) -> None:
+    for name, rows, clicks, where in (
+            ("fitting", fit.rows, fit.clicks, f"before {valid_from}"),
+            ("validation", valid.frame.height, int(valid.clicked.sum()), f"from {valid_from} to {until}")):
+        if rows == 0 or clicks == 0:
+            raise FrameError(f"the {name} slice ({where}) has {rows:,} impressions and {clicks} clicks; training "
+                             f"needs both. Adjust train.train_until, train.split_share or train.valid_share, or "
+                             f"bring more logs")
 
 
 def fingerprint(features: Path) -> str:
-    """SHA-256 of the training frame and manifest files: which data trained the model."""
+    """SHA-256 of the manifest and the training frame's files: which data trained the model."""
     digest = hashlib.sha256()
-    for name in ("manifest.json", "train.parquet"):
-        with open(features / name, "rb") as f:
+    for path in (features / "manifest.json", *frame_files(features)):
+        with open(path, "rb") as f:
             while chunk := f.read(1 << 22):
                 digest.update(chunk)
     return digest.hexdigest()

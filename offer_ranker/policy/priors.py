@@ -37,22 +37,31 @@ def segment_key(country: Any, device: Any) -> str:
     return f"{country}|{device}"
 
 
+#: the columns a segment lift is counted by (the segment, and whether the user is new)
+SEGMENT_COLUMNS = ("ctx_country", "ctx_device", "user_is_new")
+
+
 def segment_lifts(frame: pl.DataFrame) -> dict[str, float]:
     """Click-rate lift of new users per first-party segment (``ctx_country`` × ``ctx_device``),
     from training impressions; ``""`` is new users overall. Empty without those columns."""
-    needed = {"ctx_country", "ctx_device", "user_is_new", "label"}
-    if not needed <= set(frame.columns) or frame.is_empty():
+    if not {*SEGMENT_COLUMNS, "label"} <= set(frame.columns) or frame.is_empty():
         return {}
-    clicked = (pl.col("label") >= 1).cast(pl.Float64)
-    overall = float(frame.select(clicked.mean()).item() or 0.0)
+    return lifts_from_counts(frame.group_by(*SEGMENT_COLUMNS).agg(clicks=(pl.col("label") >= 1).sum(), n=pl.len()))
+
+
+def lifts_from_counts(counts: pl.DataFrame) -> dict[str, float]:
+    """:func:`segment_lifts` from the impressions (``n``) and ``clicks`` per ``SEGMENT_COLUMNS``
+    (a frame too large for one process is counted where it is, e.g. by Spark)."""
+    n = counts["n"].sum() if counts.height else 0
+    overall = float(counts["clicks"].sum() / n) if n else 0.0
     if overall <= 0:
         return {}
-    new = frame.filter(pl.col("user_is_new") == 1)
-    if new.is_empty():
+    new = counts.filter(pl.col("user_is_new") == 1)
+    if new["n"].sum() == 0:
         return {}
-    new_rate = float(new.select(clicked.mean()).item())
+    new_rate = float(new["clicks"].sum() / new["n"].sum())
     lifts = {"": new_rate / overall}
-    per = new.group_by("ctx_country", "ctx_device").agg(clicks=clicked.sum(), n=pl.len())
+    per = new.group_by("ctx_country", "ctx_device").agg(pl.col("clicks").sum(), pl.col("n").sum())
     for country, device, clicks, n in per.iter_rows():
         smoothed = (clicks + new_rate * SEGMENT_STRENGTH) / (n + SEGMENT_STRENGTH)
         lifts[segment_key(country, device)] = smoothed / overall

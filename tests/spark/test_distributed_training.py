@@ -1,6 +1,8 @@
 """`offer-ranker train --engine xgboost-spark`: XGBoost trained on a local Spark session gives the
 bundle one-machine XGBoost gives (same format, served unchanged), with early stopping, the
-calibrated click model and the conversion model as on one machine."""
+calibrated click model and the conversion model as on one machine. Spark reads the frame itself:
+its matrix is the one the driver would build, and what it counts of the fitting slice is what
+one machine counts."""
 
 from pathlib import Path
 
@@ -45,10 +47,41 @@ def test_early_stopping_calibration_and_conversions_as_on_one_machine(both: dict
         assert abs(spark.info["metrics"][metric] - one.info["metrics"][metric]) < tolerance, metric
 
 
-def test_a_clear_error_where_spark_training_differs(spark, sim: Path) -> None:
+def test_spark_counts_the_fitting_slice_as_one_machine_does(both: dict[str, TrainResult]) -> None:
+    one, spark = both["xgboost"].bundle.info, both["xgboost-spark"].bundle.info
+    assert spark["rows"] == one["rows"] and spark["requests"] == one["requests"]
+    assert spark["conversion_rate"] == pytest.approx(one["conversion_rate"], rel=1e-12)
+    assert spark["mean_value"] == pytest.approx(one["mean_value"], rel=1e-9)
+    assert spark["segment_lifts"].keys() == one["segment_lifts"].keys() and len(one["segment_lifts"]) > 1
+    for key, lift in one["segment_lifts"].items():
+        assert spark["segment_lifts"][key] == pytest.approx(lift, rel=1e-9), key
+
+
+def test_spark_builds_the_matrix_the_driver_builds(spark, sim: Path) -> None:
+    """Categorical codes from the manifest's levels, NaN for unseen levels and NULLs, as float32."""
+    from offer_ranker.featurize.frame import FeatureSpec, read_frame, read_manifest
+    from offer_ranker.model.distributed import spark_rows
+    from offer_ranker.model.train import split_times
+
+    features = sim / "features"
+    manifest = read_manifest(features)
+    spec = FeatureSpec.from_manifest(manifest)
+    _, valid_from, until = split_times(manifest, CFG)
+    rows = spark_rows(spark, features, spec, valid_from, until, seed=0).rows
+    valid = read_frame(features, start=valid_from, end=until)
+    got = np.array([r.features for r in rows.where("valid").select("features").collect()], dtype=np.float32)
+    want = spec.matrix(valid).astype(np.float32)  # (one small file: Spark keeps its row order)
+    assert got.shape == want.shape and np.isnan(want).any() and len(spec.levels) > 3
+    assert np.array_equal(got, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("setting, match", [({"objective": "revenue"}, "per-request weights"),
+                                            ({"position_bias": "lambdarank"}, "screen order"),
+                                            ({"tune_trials": 2}, "runs on one machine")])
+def test_a_clear_error_where_spark_training_differs(sim: Path, setting: dict, match: str) -> None:
     from offer_ranker.model.distributed import DistributedError
 
-    cfg = _cfg("xgboost-spark").model_copy(update={"train": _cfg("xgboost-spark").train.model_copy(
-        update={"objective": "revenue"})})
-    with pytest.raises(DistributedError, match="per-request weights"):
+    cfg = _cfg("xgboost-spark")
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=setting)})
+    with pytest.raises(DistributedError, match=match):
         train(sim / "features", cfg, save=False)

@@ -15,6 +15,8 @@ from offer_ranker.cli import main
 from offer_ranker.config import Config
 from offer_ranker.data.ingest import ingest
 from offer_ranker.featurize.build import build_features
+from offer_ranker.featurize.frame import frame_files
+from offer_ranker.model.train import train
 from offer_ranker.simulator import simulate
 
 CFG = Config.model_validate({"simulate": {"scenario": "short-lived", "users": 300, "days": 6, "seed": 3}})
@@ -55,6 +57,21 @@ def test_the_frame_keeps_each_request_contiguous_in_time_order(built: tuple[Path
     frame = pl.read_parquet(built[1] / "train.parquet", columns=["request_id", "ts"])
     assert frame["ts"].is_sorted()
     assert frame["request_id"].rle().len() == frame["request_id"].n_unique()
+
+
+def test_spark_writes_the_frame_as_ordered_parts_that_train_a_model(built: tuple[Path, Path]) -> None:
+    """No serial write on the driver: the executors' parts are the frame, and training reads them
+    (in name order: the rows of each request contiguous, time ascending across parts)."""
+    duck, spark = built
+    parts = frame_files(spark)
+    assert (spark / "train.parquet").is_dir() and len(parts) > 1
+    assert frame_files(duck) == [duck / "train.parquet"]
+    ends = [pl.read_parquet(p, columns=["ts"])["ts"] for p in parts]
+    assert all(a.max() <= b.min() for a, b in zip(ends, ends[1:]))
+    cfg = Config.model_validate({"train": {"rounds": 20}})
+    a, b = (train(d, cfg, save=False).bundle.info for d in built)
+    assert a["rows"] == b["rows"] and a["requests"] == b["requests"]
+    assert a["fingerprint"] != b["fingerprint"]  # the files differ; the rows do not
 
 
 def test_the_content_prior_is_there(built: tuple[Path, Path]) -> None:

@@ -32,6 +32,21 @@ def test_failed_stage_leaves_previous_outputs(tmp_path: Path) -> None:
     assert (out / "a.txt").read_text() == "old"
 
 
+def test_a_folder_output_replaces_a_file_and_a_file_a_folder(tmp_path: Path) -> None:
+    """Spark writes the frame as a folder of parts, DuckDB as one file, into the same features folder."""
+    out = tmp_path / "out"
+    with staged_outputs(out) as stage:
+        stage.path("frame").write_text("file")
+    with staged_outputs(out) as stage:
+        stage.path("frame").mkdir()
+        (stage.path("frame") / "part-0").write_text("part")
+    assert (out / "frame").is_dir() and (out / "frame" / "part-0").read_text() == "part"
+    with staged_outputs(out) as stage:
+        stage.path("frame").write_text("file again")
+    assert (out / "frame").read_text() == "file again"
+    assert [p.name for p in out.iterdir()] == ["frame"]
+
+
 def test_sql_files_load_by_name_and_render() -> None:
     text = sqlfiles.render("ingest/read_empty.sql", view="v", missing=", CAST(NULL AS VARCHAR) AS x")
     con = duckdb.connect()

@@ -1,10 +1,13 @@
 """Runs the feature SQL on a Spark session: the Spark side of :mod:`offer_ranker.featurize.engine`.
 
 A DuckDB temporary table becomes a locally checkpointed temporary view (memory, spilling to disk); a
-``COPY ... TO 'file.parquet'`` writes the query's partitions and then joins them, in order, into
-the one Parquet file DuckDB would have written, so everything downstream reads the same
-outputs; ``DROP TABLE`` unpersists. Only what this engine started is stopped on close: a session
-that already existed (spark-submit, a notebook, the tests) is reused and left running.
+``COPY ... TO 'name.parquet'`` writes the query's partitions, in parallel, to the folder
+``name.parquet/`` (Spark's own output: ``part-*`` files whose names sort in the query's order) when
+``name.parquet`` is one of the engine's ``parts`` (the training frame, by default), or else joins
+them, in order, on the driver into the one Parquet file DuckDB would have written (the online
+snapshot, which the stores load as files); ``DROP TABLE`` unpersists. Only what this engine started
+is stopped on close: a session that already existed (spark-submit, a notebook, the tests) is reused
+and left running.
 """
 
 from __future__ import annotations
@@ -82,9 +85,10 @@ def session(cfg: SparkConfig) -> tuple[Any, bool]:
 
 
 class SparkEngine:
-    def __init__(self, spark: Any, temp_dir: Path) -> None:
+    def __init__(self, spark: Any, temp_dir: Path, parts: tuple[str, ...] = ()) -> None:
         self.spark = spark
         self.temp_dir = temp_dir
+        self.parts = parts  # names of the outputs written as folders of parts
         self.dialect = SparkDialect()
         self.tables: dict[str, Any] = {}
         self.restore = {key: spark.conf.get(key, None) for key in SEMANTICS}  # a shared session gets them back
@@ -93,9 +97,9 @@ class SparkEngine:
 
     @classmethod
     @contextmanager
-    def open(cls, cfg: SparkConfig, temp_dir: Path) -> Iterator[SparkEngine]:
+    def open(cls, cfg: SparkConfig, temp_dir: Path, parts: tuple[str, ...] = ()) -> Iterator[SparkEngine]:
         with running_session(cfg) as spark:
-            engine = cls(spark, temp_dir)
+            engine = cls(spark, temp_dir, parts)
             try:
                 yield engine
             finally:
@@ -163,13 +167,19 @@ class SparkEngine:
         self.spark.catalog.dropTempView(name)
 
     def _copy(self, statement: Statement) -> None:
-        """Write the query's rows to the Parquet file ``statement.name``, in the query's order."""
-        parts = self.temp_dir / f"spark-{uuid.uuid4().hex}"
-        self.spark.sql(statement.sql).write.parquet(str(parts), compression=statement.compression)
+        """Write the query's rows to ``statement.name``, in the query's order: a folder of parts
+        (one of ``parts``) or one Parquet file."""
+        target = Path(statement.name)
+        folder = target if target.name in self.parts else self.temp_dir / f"spark-{uuid.uuid4().hex}"
+        self.spark.sql(statement.sql).write.parquet(str(folder), compression=statement.compression)
+        if folder == target:
+            for checksum in target.glob(".*.crc"):  # Hadoop's local checksums: no reader needs them
+                checksum.unlink()
+            return
         try:
-            join_parts(parts, Path(statement.name), statement.compression)
+            join_parts(folder, target, statement.compression)
         finally:
-            shutil.rmtree(parts, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def join_parts(folder: Path, target: Path, compression: str) -> None:
