@@ -45,8 +45,9 @@ def staged_outputs(out_dir: Path | str) -> Iterator[Staging]:
 
     On any exception the staging folder is removed and ``out_dir`` keeps what it had before.
     Outputs are moved in the order they were first staged, so write the file that marks a
-    complete run (a report) last. An output may be a folder (Spark's frame of parts); an earlier
-    output of the same name, file or folder, is moved aside into the staging folder first.
+    complete run (a report) last. An output may be a folder (Spark's frame of parts): an earlier
+    output of the same name, file or folder, is moved aside into the staging folder first (and
+    back, should the move in fail), so for that moment the name does not exist.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -56,11 +57,21 @@ def staged_outputs(out_dir: Path | str) -> Iterator[Staging]:
         yield stage
         for name in stage.removed:
             (out_dir / name).unlink(missing_ok=True)
+        missing = [name for name in stage.names if not (stage.root / name).exists()]
+        if missing:
+            raise FileNotFoundError(f"staged outputs never written: {', '.join(missing)} (in {stage.root})")
         for i, name in enumerate(stage.names):
             final, staged = out_dir / name, stage.root / name
             final.parent.mkdir(parents=True, exist_ok=True)
             if (final.is_dir() or staged.is_dir()) and final.exists():  # os.replace moves a file over a file only
-                os.replace(final, stage.root / f".replaced-{i}")
-            os.replace(staged, final)
+                aside = stage.root / f".replaced-{i}"
+                os.replace(final, aside)
+                try:
+                    os.replace(staged, final)
+                except OSError:
+                    os.replace(aside, final)
+                    raise
+            else:
+                os.replace(staged, final)
     finally:
         shutil.rmtree(stage.root, ignore_errors=True)

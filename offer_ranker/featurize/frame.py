@@ -115,12 +115,18 @@ def read_manifest(features: Path) -> dict[str, Any]:
                          f"`offer-ranker features`") from None
 
 
+def ordered_parts(folder: Path) -> list[Path]:
+    """Spark's ``part-NNNNN-*.parquet`` files of ``folder`` in partition order (the number, not the
+    name: past 99,999 partitions the names no longer sort)."""
+    return sorted(folder.glob("part-*.parquet"), key=lambda p: (int(p.name.split("-")[1]), p.name))
+
+
 def frame_files(features: Path) -> list[Path]:
     """The Parquet files of ``features/train.parquet``, in row order: the file itself, or the parts
-    of the folder Spark writes (``part-*`` names sort in row order)."""
+    of the folder Spark writes."""
     path = Path(features) / FRAME
     if path.is_dir():
-        parts = sorted(path.glob("part-*.parquet"))
+        parts = ordered_parts(path)
         if not parts:
             raise FrameError(f"{path} is a folder without part-*.parquet files: rebuild the features")
         return parts

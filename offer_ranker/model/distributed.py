@@ -30,11 +30,10 @@ import polars as pl
 from offer_ranker.config import Config
 from offer_ranker.console import Track
 from offer_ranker.errors import OfferRankerError
-from offer_ranker.featurize.frame import FeatureSpec, frame_files
+from offer_ranker.featurize.frame import FRAME, FeatureSpec, frame_files
 from offer_ranker.model.engines import XGB_OBJECTIVES, Booster, xgb_booster, xgb_params
 from offer_ranker.model.fit import GAINS, SliceSummary, conversion_params, enough_conversions
 from offer_ranker.policy.priors import SEGMENT_COLUMNS, lifts_from_counts
-
 
 #: a request key is a 63-bit hash of its id
 _MAX_KEY = (1 << 63) - 1
@@ -46,15 +45,20 @@ class DistributedError(OfferRankerError):
 
 @dataclass
 class SparkRows:
-    """The training window of the frame as Spark rows: ``features`` (array<float>: the spec's
-    matrix, NaN where missing), ``position``, ``label`` (0 shown, 1 clicked, 2 converted),
-    ``value``, ``valid`` (the validation slice), ``qid`` (a seeded hash of the request id: requests
-    in a shuffled order, so that splitting them by range gives each worker fitting and validation
-    requests alike), and the segment columns of the new users' lifts."""
+    """The training window of the frame in Spark. ``rows``, what the estimators read (kept in the
+    executors' memory and disk while training): ``features`` (array<float>: the spec's matrix, NaN
+    where missing), ``position``, ``label`` (0 shown, 1 clicked, 2 converted), ``valid`` (the
+    validation slice) and ``qid`` (a seeded hash of the request id: requests in a shuffled order, so
+    that splitting them by range gives each worker fitting and validation requests alike).
+    ``window``: the frame's own columns over the same rows, which the summary counts."""
 
     rows: Any
+    window: Any
     width: int  # feature columns, without position
     categorical: list[int]
+
+    def release(self) -> None:
+        self.rows.unpersist()
 
 
 def check(cfg: Config) -> None:
@@ -73,34 +77,37 @@ def check(cfg: Config) -> None:
 
 def spark_rows(spark: Any, features: Path, spec: FeatureSpec, valid_from: datetime, until: datetime,
                seed: int) -> SparkRows:
-    """The rows before ``until`` of ``features``' training frame, read by Spark."""
+    """The rows before ``until`` of ``features``' training frame (a file or a folder of parts), read
+    by Spark; ``rows`` is persisted: :meth:`SparkRows.release` it."""
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    frame = spark.read.parquet(*(str(p) for p in frame_files(features)))
+    frame_files(features)  # a clear error if there is no frame
+    frame = spark.read.parquet(str(features / FRAME))
     ts = F.col("ts")
-    rows = frame.where(ts < _timestamp(until)).select(
+    window = frame.where(ts < _timestamp(until)).withColumn("valid", ts >= _timestamp(valid_from))
+    rows = window.select(
         F.array(*(_feature(name, spec.levels.get(name)) for name in spec.names)).alias("features"),
         F.col("position").cast("float").alias("position"),
         F.col("label").cast("int").alias("label"),
-        F.col("value").cast("double").alias("value"),
-        (ts >= _timestamp(valid_from)).alias("valid"),
+        "valid",
         # non-negative: XGBoost checks the keys' order as unsigned integers
         F.xxhash64(F.col("request_id"), F.lit(seed)).bitwiseAND(F.lit(_MAX_KEY)).alias("qid"),
-        *(F.col(c) for c in SEGMENT_COLUMNS if c in frame.columns))
-    return SparkRows(rows, len(spec.names), spec.categorical)
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    return SparkRows(rows, window, len(spec.names), spec.categorical)
 
 
 def summary(s: SparkRows) -> SliceSummary:
-    """The fitting slice's :class:`SliceSummary`, counted by Spark."""
+    """The fitting slice's :class:`SliceSummary`, counted by Spark (from the columns it needs only)."""
     from pyspark.sql import functions as F
 
-    fit = s.rows.where(~F.col("valid"))
+    fit = s.window.where(~F.col("valid"))
     clicked = F.col("label") >= 1
-    row = fit.agg(F.count(F.lit(1)), F.count_distinct("qid"), F.sum(clicked.cast("long")),
+    row = fit.agg(F.count(F.lit(1)), F.count_distinct("request_id"), F.sum(clicked.cast("long")),
                   F.sum((F.col("label") == 2).cast("long")),
                   F.avg(F.when(clicked & (F.col("value") > 0), F.col("value")))).first()
     lifts: dict[str, float] = {}
-    if set(SEGMENT_COLUMNS) <= set(s.rows.columns):
+    if set(SEGMENT_COLUMNS) <= set(s.window.columns):
         counts = fit.groupBy(*SEGMENT_COLUMNS).agg(F.sum(clicked.cast("long")).alias("clicks"),
                                                    F.count(F.lit(1)).alias("n"))
         lifts = lifts_from_counts(pl.from_arrow(counts.toArrow()))
@@ -108,16 +115,15 @@ def summary(s: SparkRows) -> SliceSummary:
     return SliceSummary(rows, requests, clicks or 0, conversions or 0, mean_value or 1.0, lifts)
 
 
-def fit_models(s: SparkRows, fitting: SliceSummary, cfg: Config, params: dict[str, Any],
+def fit_models(s: SparkRows, fitting: SliceSummary, valid_conversions: int, cfg: Config, params: dict[str, Any],
                seconds: dict[str, float], track: Track) -> dict[str, Booster | None]:
-    """The ranker, the click model and (with enough conversions) the conversion model, as
-    :mod:`.fit` fits them on one machine; each one's seconds into ``seconds``."""
+    """The ranker, the click model and (with enough conversions in both slices) the conversion
+    model, as :mod:`.fit` fits them on one machine; each one's seconds into ``seconds``."""
     import time
 
     from pyspark.sql import functions as F
 
     t = cfg.train
-    check(cfg)
     label = F.col("label")
     with_position = F.concat("features", F.array("position")).alias("features")
     gains = F.array(*(F.lit(float(g)) for g in GAINS[t.objective]))
@@ -130,7 +136,7 @@ def fit_models(s: SparkRows, fitting: SliceSummary, cfg: Config, params: dict[st
         "click model": lambda: _fit(
             s.rows.select(with_position, (label >= 1).cast("double").alias("label"), "valid"),
             "classifier", s.width + 1, s.categorical, params, cfg),
-        "conversion model": lambda: _conversion_model(s, fitting, params, cfg),
+        "conversion model": lambda: _conversion_model(s, fitting, valid_conversions, params, cfg),
     }
     boosters: dict[str, Booster | None] = {}
     for step in track(list(steps), "training on Spark", len(steps)):
@@ -140,12 +146,12 @@ def fit_models(s: SparkRows, fitting: SliceSummary, cfg: Config, params: dict[st
     return {"ranker": boosters["ranker"], "ctr": boosters["click model"], "conversion": boosters["conversion model"]}
 
 
-def _conversion_model(s: SparkRows, fitting: SliceSummary, params: dict[str, Any], cfg: Config) -> Booster | None:
+def _conversion_model(s: SparkRows, fitting: SliceSummary, valid_conversions: int, params: dict[str, Any],
+                      cfg: Config) -> Booster | None:
     from pyspark.sql import functions as F
 
     label = F.col("label")
-    validating = s.rows.where(F.col("valid") & (label == 2)).count()
-    if not enough_conversions(fitting.conversions, validating):
+    if not enough_conversions(fitting.conversions, valid_conversions):
         return None
     return _fit(s.rows.where(label >= 1).select("features", (label == 2).cast("double").alias("label"), "valid"),
                 "classifier", s.width, s.categorical, conversion_params(params, fitting.clicks), cfg)

@@ -116,6 +116,7 @@ def fit_ranker(engine: str, train: RankData, valid: RankData, params: dict[str, 
                report: Report | None = None) -> Booster:
     """LambdaRank on graded labels (``gains[label]`` is a label's gain); early stopping on the
     validation requests' NDCG@3."""
+    _one_machine(engine)
     if engine == "lightgbm":
         return _lgb_fit(train, valid, {"objective": "lambdarank", "metric": "ndcg", "eval_at": [3],
                                        "label_gain": list(gains), **params},
@@ -127,11 +128,18 @@ def fit_ranker(engine: str, train: RankData, valid: RankData, params: dict[str, 
 def fit_classifier(engine: str, train: RankData, valid: RankData, params: dict[str, Any], *, categorical: list[int],
                    rounds: int, early_stopping: int) -> Booster:
     """A binary classifier (``label`` 0/1); early stopping on the validation log loss."""
+    _one_machine(engine)
     if engine == "lightgbm":
         return _lgb_fit(train, valid, {"objective": "binary", "metric": "binary_logloss", **params},
                         "classifier", categorical, rounds, early_stopping, False, None)
     return _xgb_fit(train, valid, XGB_OBJECTIVES["classifier"] | params,
                     "classifier", categorical, rounds, early_stopping, None)
+
+
+def _one_machine(engine: str) -> None:
+    if engine not in ("lightgbm", "xgboost"):
+        raise ValueError(f"engine {engine!r} does not fit in-memory matrices: xgboost-spark trains through "
+                         f"offer_ranker.model.train, which has Spark read the frame (model/distributed.py)")
 
 
 def _lgb_fit(train: RankData, valid: RankData, params: dict[str, Any], kind: str, categorical: list[int],

@@ -21,6 +21,7 @@ import polars as pl
 from offer_ranker.config import Config
 from offer_ranker.console import Track, no_track
 from offer_ranker.featurize.frame import (
+    FRAME,
     FeatureSpec,
     FrameError,
     ModelInputs,
@@ -149,10 +150,14 @@ def _fit_on_spark(features: Path, spec: FeatureSpec, valid_from: datetime, until
     distributed.check(cfg)
     with running_session(cfg.spark) as spark:
         rows = distributed.spark_rows(spark, features, spec, valid_from, until, cfg.train.seed)
-        fitted = distributed.summary(rows)
-        valid = ModelInputs.of(read_frame(features, start=valid_from, end=until), spec)
-        _check(fitted, valid, valid_from, until)
-        return valid, fitted, distributed.fit_models(rows, fitted, cfg, params, seconds, track)
+        try:
+            fitted = distributed.summary(rows)
+            valid = ModelInputs.of(read_frame(features, start=valid_from, end=until), spec)
+            _check(fitted, valid, valid_from, until)
+            return valid, fitted, distributed.fit_models(rows, fitted, int((valid.label == 2).sum()), cfg, params,
+                                                         seconds, track)
+        finally:
+            rows.release()
 
 
 def _check(fit: fitting.SliceSummary, valid: ModelInputs, valid_from: datetime, until: datetime) -> None:
@@ -166,10 +171,22 @@ def _check(fit: fitting.SliceSummary, valid: ModelInputs, valid_from: datetime, 
 
 
 def fingerprint(features: Path) -> str:
-    """SHA-256 of the manifest and the training frame's files: which data trained the model."""
+    """SHA-256 of which data trained the model: the manifest and the training frame. Of a frame
+    file, every byte; of Spark's folder of parts (billions of rows, not for one process to read),
+    each part's name, size and Parquet footer (its schema, row groups, row counts and per-column
+    statistics), read without reading the rows."""
     digest = hashlib.sha256()
-    for path in (features / "manifest.json", *frame_files(features)):
+    digest.update((features / "manifest.json").read_bytes())
+    parts = (features / FRAME).is_dir()
+    for path in frame_files(features):
         with open(path, "rb") as f:
+            if parts:
+                f.seek(-8, 2)
+                size = int.from_bytes(f.read(4), "little")
+                f.seek(-8 - size, 2)
+                digest.update(f"{path.name}:{path.stat().st_size}".encode())
+                digest.update(f.read(size))
+                continue
             while chunk := f.read(1 << 22):
                 digest.update(chunk)
     return digest.hexdigest()

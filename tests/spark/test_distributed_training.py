@@ -66,12 +66,18 @@ def test_spark_builds_the_matrix_the_driver_builds(spark, sim: Path) -> None:
     features = sim / "features"
     manifest = read_manifest(features)
     spec = FeatureSpec.from_manifest(manifest)
+    # the manifest without the most common device: a level the model has not seen
+    unseen = spec.levels["ctx_device"][0]
+    spec = FeatureSpec(spec.names, spec.levels | {"ctx_device": spec.levels["ctx_device"][1:]})
     _, valid_from, until = split_times(manifest, CFG)
-    rows = spark_rows(spark, features, spec, valid_from, until, seed=0).rows
+    rows = spark_rows(spark, features, spec, valid_from, until, seed=0)
     valid = read_frame(features, start=valid_from, end=until)
-    got = np.array([r.features for r in rows.where("valid").select("features").collect()], dtype=np.float32)
+    got = np.array([r.features for r in rows.rows.where("valid").select("features").collect()], dtype=np.float32)
+    rows.release()
     want = spec.matrix(valid).astype(np.float32)  # (one small file: Spark keeps its row order)
-    assert got.shape == want.shape and np.isnan(want).any() and len(spec.levels) > 3
+    assert got.shape == want.shape and len(spec.levels) > 3
+    device = np.isnan(want[:, spec.names.index("ctx_device")])
+    assert device.any() and np.array_equal(device, (valid["ctx_device"] == unseen).to_numpy())
     assert np.array_equal(got, want, equal_nan=True)
 
 

@@ -60,18 +60,20 @@ def test_the_frame_keeps_each_request_contiguous_in_time_order(built: tuple[Path
 
 
 def test_spark_writes_the_frame_as_ordered_parts_that_train_a_model(built: tuple[Path, Path]) -> None:
-    """No serial write on the driver: the executors' parts are the frame, and training reads them
-    (in name order: the rows of each request contiguous, time ascending across parts)."""
+    """No serial write on the driver: the executors' parts are the frame (in partition order: time
+    ascending across parts), and both trainers read them: on this machine, and on Spark."""
     duck, spark = built
     parts = frame_files(spark)
     assert (spark / "train.parquet").is_dir() and len(parts) > 1
     assert frame_files(duck) == [duck / "train.parquet"]
     ends = [pl.read_parquet(p, columns=["ts"])["ts"] for p in parts]
     assert all(a.max() <= b.min() for a, b in zip(ends, ends[1:]))
-    cfg = Config.model_validate({"train": {"rounds": 20}})
-    a, b = (train(d, cfg, save=False).bundle.info for d in built)
-    assert a["rows"] == b["rows"] and a["requests"] == b["requests"]
-    assert a["fingerprint"] != b["fingerprint"]  # the files differ; the rows do not
+    one, parts, on_spark = (train(d, Config.model_validate({"train": {"rounds": 20, "engine": engine}}),
+                                  save=False).bundle.info
+                            for d, engine in ((duck, "lightgbm"), (spark, "lightgbm"), (spark, "xgboost-spark")))
+    for info in (parts, on_spark):
+        assert info["rows"] == one["rows"] and info["requests"] == one["requests"]
+    assert parts["fingerprint"] == on_spark["fingerprint"] != one["fingerprint"]  # the files differ, not the rows
 
 
 def test_the_content_prior_is_there(built: tuple[Path, Path]) -> None:

@@ -47,6 +47,27 @@ def test_a_folder_output_replaces_a_file_and_a_file_a_folder(tmp_path: Path) -> 
     assert [p.name for p in out.iterdir()] == ["frame"]
 
 
+def test_an_output_never_written_fails_before_anything_moves(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with staged_outputs(out) as stage:
+        stage.path("frame").write_text("old")
+    with pytest.raises(FileNotFoundError, match="never written: frame"), staged_outputs(out) as stage:
+        stage.path("report.json").write_text("new")
+        stage.path("frame")
+    assert sorted(p.name for p in out.iterdir()) == ["frame"] and (out / "frame").read_text() == "old"
+
+
+def test_spark_parts_are_read_in_partition_order(tmp_path: Path) -> None:
+    from offer_ranker.featurize.frame import frame_files
+
+    folder = tmp_path / "train.parquet"
+    folder.mkdir()
+    for n in (100000, 2, 99999, 10):  # past 99,999 partitions the names no longer sort
+        (folder / f"part-{n:05d}-abc-c000.snappy.parquet").touch()
+    (folder / "_SUCCESS").touch()
+    assert [int(p.name.split("-")[1]) for p in frame_files(tmp_path)] == [2, 10, 99999, 100000]
+
+
 def test_sql_files_load_by_name_and_render() -> None:
     text = sqlfiles.render("ingest/read_empty.sql", view="v", missing=", CAST(NULL AS VARCHAR) AS x")
     con = duckdb.connect()

@@ -24,12 +24,14 @@ from typing import Any
 from offer_ranker import sqlfiles as sql
 from offer_ranker.config.offline import SparkConfig
 from offer_ranker.errors import OfferRankerError
+from offer_ranker.featurize.frame import ordered_parts
 from offer_ranker.featurize.spark.dialect import SparkDialect, Statement
 
 #: Settings that make Spark compute what DuckDB computes: UTC, timestamps without time zone (the
-#: logs' are naive UTC), and NULL rather than an error on a division by zero, as in DuckDB.
+#: logs' are naive UTC, and Parquet timestamps without one are read as such), and NULL rather than
+#: an error on a division by zero, as in DuckDB.
 SEMANTICS = {"spark.sql.session.timeZone": "UTC", "spark.sql.timestampType": "TIMESTAMP_NTZ",
-             "spark.sql.ansi.enabled": "false"}
+             "spark.sql.ansi.enabled": "false", "spark.sql.parquet.inferTimestampNTZ.enabled": "true"}
 
 
 class SparkSQLError(OfferRankerError):
@@ -42,13 +44,23 @@ class SparkUnavailable(OfferRankerError):
 
 @contextmanager
 def running_session(cfg: SparkConfig) -> Iterator[Any]:
-    """The active Spark session, else one started from ``cfg`` and stopped on exit."""
+    """The active Spark session, else one started from ``cfg`` and stopped on exit; with the
+    ``SEMANTICS`` settings while inside (a shared session gets its own back)."""
     spark, started = session(cfg)
+    restore = {key: spark.conf.get(key, None) for key in SEMANTICS}
     try:
+        for key, value in SEMANTICS.items():
+            spark.conf.set(key, value)
         yield spark
     finally:
         if started:
             spark.stop()
+        else:
+            for key, value in restore.items():
+                if value is None:
+                    spark.conf.unset(key)
+                else:
+                    spark.conf.set(key, value)
 
 
 def session(cfg: SparkConfig) -> tuple[Any, bool]:
@@ -91,9 +103,6 @@ class SparkEngine:
         self.parts = parts  # names of the outputs written as folders of parts
         self.dialect = SparkDialect()
         self.tables: dict[str, Any] = {}
-        self.restore = {key: spark.conf.get(key, None) for key in SEMANTICS}  # a shared session gets them back
-        for key, value in SEMANTICS.items():
-            spark.conf.set(key, value)
 
     @classmethod
     @contextmanager
@@ -108,11 +117,6 @@ class SparkEngine:
     def close(self) -> None:
         for name in list(self.tables):
             self._drop(name)
-        for key, value in self.restore.items():
-            if value is None:
-                self.spark.conf.unset(key)
-            else:
-                self.spark.conf.set(key, value)
 
     def run(self, name: str, **params: str) -> None:
         for i, statement in enumerate(self.dialect.statements(sql.render(name, **params), f"sql/{name}"), 1):
@@ -183,11 +187,11 @@ class SparkEngine:
 
 
 def join_parts(folder: Path, target: Path, compression: str) -> None:
-    """Append the row groups of Spark's ``part-*`` files (named in partition order, so a sorted
-    query's order is kept) to one Parquet file, a batch at a time (memory stays flat)."""
+    """Append the row groups of Spark's ``part-*`` files (in partition order, so a sorted query's
+    order is kept) to one Parquet file, a batch at a time (memory stays flat)."""
     import pyarrow.parquet as pq
 
-    parts = sorted(folder.glob("part-*.parquet"))
+    parts = ordered_parts(folder)
     schema = pq.read_schema(parts[0])
     target.parent.mkdir(parents=True, exist_ok=True)
     with pq.ParquetWriter(target, schema, compression=compression) as writer:
