@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import cache
 from importlib.resources import files
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,8 @@ KEEPER_BLOCK_S, CHECK_S = 1.0, 5.0
 #: the pause after reading some of the journal: other namespaces' events arrive within it, in
 #: batches (the journal also carries this namespace's own events, which the keeper skips)
 CATCH_UP_PAUSE_S = 0.25
+#: events per round trip of ``apply_many``
+BATCH = 500
 
 
 class RedisStore(OnlineStore):
@@ -219,19 +222,23 @@ class RedisStore(OnlineStore):
         self.apply_many([event])
 
     def apply_many(self, events: Iterable[Event]) -> None:
-        """The events in one round trip; each is one atomic update of its user and one of its offer."""
-        pipe = self.client.pipeline(transaction=False)
-        for event in events:
-            if event.kind not in EVENT_KINDS:
-                raise ValueError(f"event kind must be one of {EVENT_KINDS}, got {event.kind!r}")
-            if event.kind == "impression" and event.position is None:
-                raise ValueError("an impression needs its position")
-            key, t, offer = self.user_key(event.user_id), epoch_us(event.ts), str(event.offer_id)
-            self._event(pipe, event.kind, key, offer, t)
-            self._offers(pipe, self._impressions([offer], [event.position], t) if event.kind == "impression"
-                         else [(offer, *offer_delta(event.kind, t, self.t_ref, self.tau))])
-            self._journal(pipe, {"k": event.kind, "t": t, "u": key, "o": offer, "p": event.position or 0})
-        self._run(pipe)
+        """The events in round trips of ``BATCH``; each is one atomic update of its user and one of
+        its offer. (One round trip for a day of events would be megabytes written and answered
+        within one command's socket timeout: on a busy machine, it is not.)"""
+        batch = iter(events)
+        while chunk := list(islice(batch, BATCH)):
+            pipe = self.client.pipeline(transaction=False)
+            for event in chunk:
+                if event.kind not in EVENT_KINDS:
+                    raise ValueError(f"event kind must be one of {EVENT_KINDS}, got {event.kind!r}")
+                if event.kind == "impression" and event.position is None:
+                    raise ValueError("an impression needs its position")
+                key, t, offer = self.user_key(event.user_id), epoch_us(event.ts), str(event.offer_id)
+                self._event(pipe, event.kind, key, offer, t)
+                self._offers(pipe, self._impressions([offer], [event.position], t) if event.kind == "impression"
+                             else [(offer, *offer_delta(event.kind, t, self.t_ref, self.tau))])
+                self._journal(pipe, {"k": event.kind, "t": t, "u": key, "o": offer, "p": event.position or 0})
+            self._run(pipe)
 
     # ---- the scripts --------------------------------------------------------------------------
 
