@@ -20,6 +20,7 @@ and serves unchanged. What differs from one machine (docs/spark.md):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,10 +29,9 @@ from typing import Any
 import polars as pl
 
 from offer_ranker.config import Config
-from offer_ranker.console import Track
 from offer_ranker.errors import OfferRankerError
 from offer_ranker.featurize.frame import FRAME, FeatureSpec, frame_files
-from offer_ranker.model.engines import XGB_OBJECTIVES, Booster, xgb_booster, xgb_params
+from offer_ranker.model.engines import XGB_OBJECTIVES, Booster, feature_types, xgb_booster, xgb_params
 from offer_ranker.model.fit import GAINS, SliceSummary, conversion_params, enough_conversions
 from offer_ranker.policy.priors import SEGMENT_COLUMNS, lifts_from_counts
 
@@ -115,12 +115,10 @@ def summary(s: SparkRows) -> SliceSummary:
     return SliceSummary(rows, requests, clicks or 0, conversions or 0, mean_value or 1.0, lifts)
 
 
-def fit_models(s: SparkRows, fitting: SliceSummary, valid_conversions: int, cfg: Config, params: dict[str, Any],
-               seconds: dict[str, float], track: Track) -> dict[str, Booster | None]:
-    """The ranker, the click model and (with enough conversions in both slices) the conversion
-    model, as :mod:`.fit` fits them on one machine; each one's seconds into ``seconds``."""
-    import time
-
+def model_steps(s: SparkRows, fitting: SliceSummary, valid_conversions: int, cfg: Config,
+                params: dict[str, Any]) -> dict[str, Callable[[], Booster | None]]:
+    """The steps that fit the ranker, the click model and (with enough conversions in both slices)
+    the conversion model on Spark, as :mod:`.fit` fits them on one machine."""
     from pyspark.sql import functions as F
 
     t = cfg.train
@@ -128,7 +126,7 @@ def fit_models(s: SparkRows, fitting: SliceSummary, valid_conversions: int, cfg:
     with_position = F.concat("features", F.array("position")).alias("features")
     gains = F.array(*(F.lit(float(g)) for g in GAINS[t.objective]))
     position_feature = t.position_bias == "feature"
-    steps = {
+    return {
         "ranker": lambda: _fit(
             s.rows.select(with_position if position_feature else "features",
                           F.element_at(gains, label + 1).alias("label"), "valid", "qid"),
@@ -138,12 +136,6 @@ def fit_models(s: SparkRows, fitting: SliceSummary, valid_conversions: int, cfg:
             "classifier", s.width + 1, s.categorical, params, cfg),
         "conversion model": lambda: _conversion_model(s, fitting, valid_conversions, params, cfg),
     }
-    boosters: dict[str, Booster | None] = {}
-    for step in track(list(steps), "training on Spark", len(steps)):
-        started = time.perf_counter()
-        boosters[step] = steps[step]()
-        seconds[step] = round(time.perf_counter() - started, 3)
-    return {"ranker": boosters["ranker"], "ctr": boosters["click model"], "conversion": boosters["conversion model"]}
 
 
 def _conversion_model(s: SparkRows, fitting: SliceSummary, valid_conversions: int, params: dict[str, Any],
@@ -173,7 +165,7 @@ def _fit(rows: Any, kind: str, width: int, categorical: list[int], extra: dict[s
         num_workers=max(1, rows.sparkSession.sparkContext.defaultParallelism),
         force_repartition=True, repartition_random_shuffle=not ranking,
         n_estimators=cfg.train.rounds, early_stopping_rounds=cfg.train.early_stopping,
-        feature_types=["c" if i in categorical else "q" for i in range(width)],
+        feature_types=feature_types(categorical, width),
         **params,
     ).fit(rows)
     curve = next(iter(model.training_summary.validation_objective_history.values()), [])

@@ -66,7 +66,7 @@ class Booster:
                                   pred_contribs=True)
 
     def _types(self, n: int) -> list[str]:
-        return ["c" if i in self.categorical else "q" for i in range(n)]
+        return feature_types(self.categorical, n)
 
     def save(self, path: Path) -> None:
         self.model.save_model(str(path))
@@ -189,6 +189,11 @@ def _lgb_to_xgb(params: dict[str, Any]) -> dict[str, Any]:
     return out | {"tree_method": "hist", "grow_policy": "lossguide", "max_depth": 0, "max_cat_to_onehot": 1}
 
 
+def feature_types(categorical: list[int], width: int) -> list[str]:
+    """XGBoost's type of each of ``width`` input columns: ``c`` categorical, ``q`` numeric."""
+    return ["c" if i in categorical else "q" for i in range(width)]
+
+
 def xgb_params(extra: dict[str, Any], kind: str, width: int) -> dict[str, Any]:
     """XGBoost's parameters for the engine-neutral ``extra`` (LightGBM's names, objective and
     metric) of a ``kind`` model on ``width`` input columns: the same on one machine and on Spark."""
@@ -213,7 +218,7 @@ def _xgb_fit(train: RankData, valid: RankData, extra: dict[str, Any], kind: str,
              rounds: int, early_stopping: int, report: Report | None, *, gains: Any = None) -> Booster:
     import xgboost as xgb
 
-    types = ["c" if i in categorical else "q" for i in range(train.X.shape[1])]
+    types = feature_types(categorical, train.X.shape[1])
     ranking = kind == "ranker"
 
     def dmatrix(d: RankData) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -79,9 +80,7 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
         valid = ModelInputs.of(frame.filter(pl.col("ts") >= valid_from), spec)
         fitted = fitting.SliceSummary.of(fit)
         _check(fitted, valid, valid_from, until)
-        steps = ["tune"] if cfg.train.tune_trials else []
-        boosters = _fit_all([*steps, "ranker", "click model", "conversion model"], seconds, tuned, params,
-                            fit, valid, cfg, track)
+        boosters = _run(_steps_here(fit, valid, cfg, params, tuned), seconds, track)
 
     ctr, ranker = boosters["ctr"], boosters["ranker"]
     assert ctr is not None and ranker is not None
@@ -115,27 +114,37 @@ def train(features: Path | str, cfg: Config | None = None, *, track: Track = no_
     return TrainResult(tag, bundle, round(time.perf_counter() - started, 3), run_id)
 
 
+#: the step that fits each of the bundle's models
+_MODELS = {"ranker": "ranker", "click model": "ctr", "conversion model": "conversion"}
 
 
-def _fit_all(steps: list[str], seconds: dict[str, float], tuned: dict[str, Any], params: dict[str, Any],
-             fit: ModelInputs, valid: ModelInputs, cfg: Config, track: Track) -> dict[str, Booster | None]:
-    """The bundle's models (``steps``) fitted in this process; their times into ``seconds``."""
+def _run(steps: dict[str, Callable[[], Booster | None]], seconds: dict[str, float],
+         track: Track) -> dict[str, Booster | None]:
+    """Run the fitting ``steps`` in order, their times into ``seconds``; the bundle's models by
+    their slot (``ranker``, ``ctr``, ``conversion``)."""
     boosters: dict[str, Booster | None] = {}
-    for step in track(steps, "training", len(steps)):
+    for step in track(list(steps), "training", len(steps)):
         t0 = time.perf_counter()
-        if step == "tune":
-            from offer_ranker.model.tune import tune
-
-            tuned.update(tune(fit, valid, cfg, params))
-            params |= tuned["best_params"]
-        elif step == "ranker":
-            boosters["ranker"] = fitting.fit_ranker_for(fit, valid, cfg, params)
-        elif step == "click model":
-            boosters["ctr"] = fitting.fit_click_model(fit, valid, cfg, params)
-        else:
-            boosters["conversion"] = fitting.fit_conversion_model(fit, valid, cfg, params)
+        result = steps[step]()
         seconds[step] = round(time.perf_counter() - t0, 3)
+        if step in _MODELS:
+            boosters[_MODELS[step]] = result
     return boosters
+
+
+def _steps_here(fit: ModelInputs, valid: ModelInputs, cfg: Config, params: dict[str, Any],
+                tuned: dict[str, Any]) -> dict[str, Callable[[], Booster | None]]:
+    """The fitting steps in this process: tuning first (it updates ``params`` and ``tuned``), if asked."""
+    def tune() -> None:
+        from offer_ranker.model.tune import tune
+
+        tuned.update(tune(fit, valid, cfg, params))
+        params.update(tuned["best_params"])
+
+    steps: dict[str, Callable[[], Booster | None]] = {"tune": tune} if cfg.train.tune_trials else {}
+    return steps | {"ranker": lambda: fitting.fit_ranker_for(fit, valid, cfg, params),
+                    "click model": lambda: fitting.fit_click_model(fit, valid, cfg, params),
+                    "conversion model": lambda: fitting.fit_conversion_model(fit, valid, cfg, params)}
 
 
 def _fit_on_spark(features: Path, spec: FeatureSpec, valid_from: datetime, until: datetime, cfg: Config,
@@ -154,8 +163,8 @@ def _fit_on_spark(features: Path, spec: FeatureSpec, valid_from: datetime, until
             fitted = distributed.summary(rows)
             valid = ModelInputs.of(read_frame(features, start=valid_from, end=until), spec)
             _check(fitted, valid, valid_from, until)
-            return valid, fitted, distributed.fit_models(rows, fitted, int((valid.label == 2).sum()), cfg, params,
-                                                         seconds, track)
+            steps = distributed.model_steps(rows, fitted, int((valid.label == 2).sum()), cfg, params)
+            return valid, fitted, _run(steps, seconds, track)
         finally:
             rows.release()
 
